@@ -1,0 +1,5 @@
+import sys
+
+from rdex.cli import main
+
+sys.exit(main())
