@@ -170,11 +170,23 @@ class RDEResult:
 
     @property
     def final_distortion(self) -> Tensor:
-        """Monte-Carlo distortion at the last step, ``(B,)``."""
-        return self.history["distortion"][-1]
+        """Monte-Carlo distortion at the last step, ``(B,)`` (NaN after zero steps)."""
+        hist = self.history["distortion"]
+        return hist[-1] if len(hist) else torch.full((len(self),), float("nan"))
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
+
+    def to(self, device: torch.device | str) -> RDEResult:
+        """A copy with all tensors on ``device``."""
+        return dataclasses.replace(
+            self,
+            mask=[m.to(device) for m in self.mask],
+            explanation=self.explanation.to(device),
+            explanation_rgb=self.explanation_rgb.to(device),
+            target=self.target.to(device),
+            probs=self.probs.to(device),
+        )
 
     def __getitem__(self, i: int) -> RDEResult:
         """The result of input ``i`` alone (batch dimension kept, of size one)."""

@@ -1,0 +1,129 @@
+"""Writing explanation results to disk: atomic files, ``.npz`` masks, JSON records.
+
+Every write goes to a temporary file in the destination folder and is renamed into place, so a run
+killed at any moment leaves either the old file or the complete new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rdex.rde import RDEResult
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "save_npz", "result_record", "save_result"]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[io.BytesIO], Any]) -> Path:
+    """Let ``writer`` fill a buffer (e.g. ``fig.savefig``, ``np.savez``), then write it atomically."""
+    buffer = io.BytesIO()
+    writer(buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_npz(result: RDEResult, path: str | os.PathLike[str], index: int = 0) -> Path:
+    """Save the mask (per band and flat), explanation pictures and history of input ``index``.
+
+    Keys: ``mask_flat``, ``mask_<i>`` per band (band names in ``band_names``), ``explanation``,
+    ``explanation_rgb``, ``history_distortion``, ``history_l1``, ``history_loss``, ``history_lr``,
+    ``target``, ``probs``.
+    """
+    r = result[index]
+    arrays: dict[str, Any] = {
+        "mask_flat": r.mask_flat[0].cpu().numpy(),
+        "band_names": np.array(r.band_names),
+        "explanation": r.explanation[0].cpu().numpy(),
+        "explanation_rgb": r.explanation_rgb[0].cpu().numpy(),
+        "target": np.array(int(r.target[0])),
+        "probs": r.probs[0].cpu().numpy(),
+    }
+    for i, m in enumerate(r.mask):
+        arrays[f"mask_{i}"] = m[0].cpu().numpy()
+    for key, values in r.history.items():
+        arrays[f"history_{key}"] = (values if values.dim() == 1 else values[:, 0]).cpu().numpy()
+    return atomic_write_with(path, lambda buf: np.savez_compressed(buf, **arrays))
+
+
+def result_record(result: RDEResult, index: int = 0, labels: list[str] | None = None) -> dict[str, Any]:
+    """A JSON-ready summary of input ``index``: settings, target, probabilities, distortion, runtime."""
+    r = result[index]
+    probs = r.probs[0]
+    top = probs.topk(min(5, probs.numel()))
+    target = int(r.target[0])
+    pred = int(probs.argmax())
+
+    def name(i: int) -> str | None:
+        return labels[i] if labels is not None and i < len(labels) else None
+
+    return {
+        "method": r.method,
+        "settings": {k: v for k, v in vars(r.config).items()},
+        "representation": r.extra.get("representation"),
+        "obfuscation": r.extra.get("obfuscation"),
+        "target": target,
+        "target_label": name(target),
+        "target_prob": float(probs[target]),
+        "prediction": pred,
+        "prediction_label": name(pred),
+        "prediction_prob": float(probs[pred]),
+        "top5": [{"index": int(i), "label": name(int(i)), "prob": float(p)} for p, i in zip(*top, strict=True)],
+        "final_distortion": float(r.final_distortion[0]),
+        "final_l1": float(r.history["l1"][-1, 0]) if r.config.steps else 1.0,
+        "final_loss": float(r.history["loss"][-1, 0]) if r.config.steps else None,
+        "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
+        "runtime_s": r.runtime_s / max(len(result), 1),
+    }
+
+
+def save_result(
+    result: RDEResult,
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    index: int = 0,
+    *,
+    labels: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write ``<stem>.png`` (explanation), ``<stem>.npz`` and ``<stem>.json`` for input ``index``."""
+    from rdex.images import save_image
+
+    out = Path(out_dir)
+    paths = {
+        "explanation": out / f"{stem}.png",
+        "npz": out / f"{stem}.npz",
+        "json": out / f"{stem}.json",
+    }
+    save_image(result.explanation[index], paths["explanation"])
+    save_npz(result, paths["npz"], index)
+    record = result_record(result, index, labels) | (extra or {})
+    atomic_write_text(paths["json"], json.dumps(record, indent=2) + "\n")
+    return paths

@@ -1,0 +1,144 @@
+"""Figures (matplotlib): the only module that draws.
+
+Conventions: images are shown as in the paper (CartoonX in greyscale, Pixel RDE masks with the
+viridis colour map, where a mask of ones is entirely yellow as in Figure 7); figures are written
+atomically as PNG (and PDF on request) without a display.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from rdex.rde import RDEResult
+
+__all__ = ["to_numpy", "show_image", "explanation_figure", "save_figure", "label_color"]
+
+#: Colour of a label that matches / differs from the given true label (Figures 5 and 13-16).
+CORRECT_COLOR = "tab:green"
+WRONG_COLOR = "tab:red"
+
+
+def _pyplot():
+    import matplotlib
+
+    if os.environ.get("MPLBACKEND") is None and matplotlib.get_backend().lower() not in ("agg", "pdf"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_numpy(image: Tensor) -> np.ndarray:
+    """``(C, H, W)``/``(1, H, W)``/``(H, W)`` tensor to an ``(H, W, 3)`` or ``(H, W)`` array."""
+    arr = image.detach().float().cpu().numpy()
+    if arr.ndim == 3:
+        arr = arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
+    return np.clip(arr, 0.0, 1.0)
+
+
+def label_color(predicted: int, true_label: int | None) -> str:
+    """Green when the prediction matches a given true label, red when it differs, black otherwise."""
+    if true_label is None:
+        return "black"
+    return CORRECT_COLOR if predicted == true_label else WRONG_COLOR
+
+
+def show_image(ax: Axes, image: Tensor, *, cmap: str = "gray", title: str | None = None, color: str = "black") -> None:
+    """Draw one picture without axes; single-channel pictures use ``cmap`` on ``[0, 1]``."""
+    arr = to_numpy(image)
+    if arr.ndim == 2:
+        ax.imshow(arr, cmap=cmap, vmin=0.0, vmax=1.0)
+    else:
+        ax.imshow(arr)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9, color=color)
+
+
+def explanation_cmap(method: str) -> str:
+    """Colour map of a method's explanation picture."""
+    return "viridis" if method == "pixel-rde" else "gray"
+
+
+def explanation_figure(
+    x: Tensor,
+    result: RDEResult,
+    index: int = 0,
+    *,
+    labels: Sequence[str] | None = None,
+    true_label: int | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Input with its predicted label, the explanation, its colour version and the loss history.
+
+    Args:
+        x: The explained images ``(B, C, H, W)``.
+        result: Result of an RDE method for ``x``.
+        index: Which image of the batch.
+        labels: Class names.
+        true_label: If given, the predicted label is drawn green (match) or red (mismatch).
+        title: Figure title.
+    """
+    plt = _pyplot()
+    r = result[index]
+    probs = r.probs[0]
+    pred = int(probs.argmax())
+    target = int(r.target[0])
+
+    def name(i: int) -> str:
+        return labels[i] if labels is not None and i < len(labels) else f"class {i}"
+
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.2]})
+    show_image(
+        axes[0], x[index], title=f"{name(pred)} ({probs[pred]:.1%})", color=label_color(pred, true_label)
+    )
+    what = "CartoonX" if r.method == "cartoonx" else ("Pixel RDE" if r.method == "pixel-rde" else r.method)
+    show_image(
+        axes[1],
+        r.explanation[0],
+        cmap=explanation_cmap(r.method),
+        title=f"{what}: {name(target)}" + ("" if target == pred else " (target)"),
+    )
+    show_image(axes[2], r.explanation_rgb[0], title="mask on colour image")
+    hist = r.history
+    if r.config.steps:
+        steps = np.arange(1, r.config.steps + 1)
+        ax = axes[3]
+        ax.plot(steps, hist["loss"][:, 0].numpy(), label="loss")
+        ax.plot(steps, hist["distortion"][:, 0].numpy(), label="distortion")
+        ax.plot(steps, r.config.lambda_k * hist["l1"][:, 0].numpy(), label="λk · mean(s)")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+        ax.set_title(f"λk={r.config.lambda_k:g}, L={r.config.samples}, {r.runtime_s:.0f} s", fontsize=9)
+    else:
+        axes[3].axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, pdf: bool = False, dpi: int = 110) -> list[Path]:
+    """Write ``fig`` as PNG (and PDF beside it when ``pdf``) atomically, then close it."""
+    from rdex.io import atomic_write_with
+
+    plt = _pyplot()
+    path = Path(path)
+    written = [atomic_write_with(path, lambda buf: fig.savefig(buf, format="png", dpi=dpi))]
+    if pdf:
+        pdf_path = path.with_suffix(".pdf")
+        written.append(atomic_write_with(pdf_path, lambda buf: fig.savefig(buf, format="pdf")))
+    plt.close(fig)
+    return written
