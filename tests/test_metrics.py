@@ -1,0 +1,264 @@
+"""Metrics against cases with known answers: a planted classifier, hand-computable CP and edges."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from rdex import metrics as M
+from rdex.obfuscations import Zeros
+from rdex.representations import Pixel, Wavelet
+
+SIZE = 32
+REGION = (slice(0, 16), slice(0, 16))
+
+
+class Planted(nn.Module):
+    """Two classes; the logit of class 0 depends only on the mean brightness of the top-left
+    quadrant, so the perfect explanation is that quadrant."""
+
+    def __init__(self, scale: float = 30.0, offset: float = 0.6) -> None:
+        super().__init__()
+        self.scale = scale
+        self.offset = offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = x[:, :, REGION[0], REGION[1]].mean(dim=(1, 2, 3))
+        logit = self.scale * (r - self.offset)
+        return torch.stack([logit, -logit], dim=1)
+
+
+class Constant(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([[2.0, 0.0, -1.0]]).expand(x.shape[0], -1)
+
+
+def planted_image() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    x = 0.25 + 0.1 * torch.rand(1, 3, SIZE, SIZE, generator=g)
+    x[:, :, 2:14, 2:14] = 0.9
+    return x
+
+
+def perfect_and_random() -> tuple[torch.Tensor, torch.Tensor]:
+    perfect = torch.zeros(1, 1, SIZE, SIZE)
+    perfect[:, :, REGION[0], REGION[1]] = 1.0
+    random = torch.rand(1, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    return perfect, random
+
+
+def test_perfect_explanation_beats_random_on_every_metric() -> None:
+    model = Planted()
+    x = planted_image()
+    perfect, random = perfect_and_random()
+    results = {}
+    for name, mask in (("perfect", perfect), ("random", random)):
+        ex = M.Explanation.from_mask(name, x, [mask], Pixel())
+        results[name] = M.evaluate(model, x, ex, samples=8, steps=16).scores
+    assert set(results["perfect"]) >= set(M.METRIC_DIRECTIONS)
+    for key, direction in M.METRIC_DIRECTIONS.items():
+        p, r = float(results["perfect"][key][0]), float(results["random"][key][0])
+        if direction > 0:
+            assert p > r, (key, p, r)
+        else:
+            assert p < r, (key, p, r)
+
+
+def test_attribution_path_ranks_like_a_mask() -> None:
+    model = Planted()
+    x = planted_image()
+    perfect, random = perfect_and_random()
+    good = M.evaluate(model, x, M.Explanation.from_attribution("good", x, perfect * 3.0), steps=8)
+    bad = M.evaluate(model, x, M.Explanation.from_attribution("bad", x, random - 0.5), steps=8)
+    for key in ("rd_auc", "deletion_auc"):
+        assert good.scores[key][0] < bad.scores[key][0]
+    assert good.scores["insertion_auc"][0] > bad.scores["insertion_auc"][0]
+
+
+def test_deletion_of_everything_reaches_the_baseline_output() -> None:
+    model = Planted()
+    x = torch.cat([planted_image(), torch.rand(1, 3, SIZE, SIZE)])
+    attr = torch.randn(2, 1, SIZE, SIZE)
+    for baseline in ("zeros", "mean", "blur:2", 0.5):
+        base = M.make_baseline(x, baseline)
+        p_base = torch.softmax(model(base), 1)
+        p_x = torch.softmax(model(x), 1)
+        target = p_x.argmax(1)
+        dele = M.deletion_curve(model, x, attr, steps=8, baseline=baseline)
+        ins = M.insertion_curve(model, x, attr, steps=8, baseline=baseline)
+        idx = torch.arange(2)
+        torch.testing.assert_close(dele.values[:, -1], p_base[idx, target])
+        torch.testing.assert_close(dele.values[:, 0], p_x[idx, target])
+        torch.testing.assert_close(ins.values[:, 0], p_base[idx, target])
+        torch.testing.assert_close(ins.values[:, -1], p_x[idx, target])
+
+
+def test_deletion_counts_pixels_in_rank_order() -> None:
+    # Class 0's logit is the sum of pixel values; deleting k of 16 unit pixels leaves 16 - k.
+    class Sum(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            s = x.sum(dim=(1, 2, 3))
+            return torch.stack([s, torch.zeros_like(s)], 1)
+
+    x = torch.ones(1, 1, 4, 4)
+    curve = M.deletion_curve(
+        Sum(), x, torch.arange(16.0).view(1, 1, 4, 4), steps=4, model_output="identity"
+    )
+    torch.testing.assert_close(curve.values[0], torch.tensor([16.0, 12.0, 8.0, 4.0, 0.0]))
+    assert float(curve.area[0]) == pytest.approx(8.0)
+
+
+def test_rate_distortion_curve_end_points() -> None:
+    model = Planted()
+    x = planted_image()
+    mask = torch.rand(1, 1, SIZE, SIZE)
+    curve = M.rate_distortion_curve(model, x, mask, obfuscation=Zeros(), fractions=[0.0, 0.5, 1.0])
+    p_x = torch.softmax(model(x), 1)[0, 0]
+    p_zero = torch.softmax(model(torch.zeros_like(x)), 1)[0, 0]
+    assert float(curve.values[0, -1]) == pytest.approx(0.0, abs=1e-12)
+    assert float(curve.values[0, 0]) == pytest.approx(float((p_x - p_zero) ** 2), rel=1e-5)
+
+
+def test_rate_distortion_over_wavelet_bands_keeps_everything_at_one() -> None:
+    model = Planted()
+    x = planted_image()
+    rep = Wavelet("db3", levels=2)
+    bands = rep.encode(x)
+    from rdex.representations import mask_shape
+
+    masks = [torch.rand(mask_shape(b, rep.shared_dims)) for b in bands]
+    curve = M.rate_distortion_curve(
+        model, x, masks, representation=rep, samples=4, fractions=[0, 1]
+    )
+    assert float(curve.values[0, 1]) < 1e-8
+    assert float(curve.values[0, 0]) > 1e-3
+    with pytest.raises(ValueError, match="mask band"):
+        M.rate_distortion_curve(model, x, [m[..., :-1] for m in masks], representation=rep)
+
+
+def test_top_fraction_mask_and_auc() -> None:
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.5]])
+    assert M.top_fraction_mask(scores, 0.5).tolist() == [[0.0, 1.0, 1.0, 0.0]]
+    assert M.top_fraction_mask(scores, 0.0).sum() == 0
+    assert M.top_fraction_mask(scores, 1.0).sum() == 4
+    f = torch.tensor([0.0, 0.5, 1.0])
+    assert float(M.area_under_curve(f, torch.tensor([[1.0, 1.0, 1.0]]))[0]) == pytest.approx(1.0)
+    assert float(M.area_under_curve(f, torch.tensor([[0.0, 0.5, 1.0]]))[0]) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        M.top_fraction_mask(scores, 1.5)
+
+
+def test_sparsity_smoothness_known_values() -> None:
+    mask = torch.tensor([[0.0, 0.2, 0.6, 1.0]])
+    s = M.mask_sparsity(mask)
+    assert float(s["retained_fraction"][0]) == pytest.approx(0.5)
+    assert float(s["mask_l1"][0]) == pytest.approx(0.45)
+    checker = (torch.arange(8).view(-1, 1) + torch.arange(8).view(1, -1)) % 2
+    assert float(M.total_variation(checker.float().view(1, 1, 8, 8))[0]) == pytest.approx(2.0)
+    assert float(M.total_variation(torch.full((1, 1, 8, 8), 0.3))[0]) == 0.0
+    assert float(M.gini_index(torch.ones(1, 10))[0]) == pytest.approx(0.0, abs=1e-6)
+    one_hot = torch.zeros(1, 10)
+    one_hot[0, 3] = 5.0
+    assert float(M.gini_index(one_hot)[0]) == pytest.approx(0.9)
+    smooth = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 1, 64, 64)
+    noise = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert M.wavelet_sparsity(smooth)[0] > M.wavelet_sparsity(noise)[0]
+    assert M.wavelet_l1(smooth)[0] < M.wavelet_l1(noise)[0]
+
+
+def test_cp_scores_hand_computed() -> None:
+    x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) + 0.1
+    # The constant model keeps the probability: CP is 1 / information ratio.
+    cp = M.cp_scores(Constant(), x, 0.5 * x)
+    torch.testing.assert_close(cp["retained_prob_ratio"], torch.ones(2))
+    torch.testing.assert_close(cp["cp_pixel_l1"], torch.full((2,), 2.0))
+    torch.testing.assert_close(cp["cp_coeff_l1"], torch.full((2,), 2.0))
+    torch.testing.assert_close(cp["cp_entropy"], torch.ones(2))  # entropy is scale-invariant
+    # Keeping the left half of every row halves the pixel l1 of a constant image.
+    flat = torch.full((1, 1, 8, 8), 0.5)
+    half = flat.clone()
+    half[..., 4:] = 0.0
+    cp = M.cp_scores(Constant(), flat, half)
+    assert float(cp["cp_pixel_l1"][0]) == pytest.approx(2.0)
+    # p ratio enters linearly.
+    model = Planted()
+    xp = planted_image()
+    masked = xp * 0.8
+    p = torch.softmax(model(xp), 1)[0, 0]
+    pm = torch.softmax(model(masked), 1)[0, 0]
+    cp = M.cp_scores(model, xp, masked)
+    assert float(cp["cp_pixel_l1"][0]) == pytest.approx(float(pm / p) / 0.8, rel=1e-5)
+
+
+def test_entropy_complexity() -> None:
+    img = torch.zeros(1, 1, 4, 4)
+    img[0, 0, 0, :] = 0.7
+    assert float(M.complexity(img, "entropy", representation=Pixel())[0]) == pytest.approx(
+        math.log(4)
+    )
+    assert float(M.complexity(torch.zeros(1, 1, 4, 4), "entropy", representation=Pixel())[0]) == 0.0
+    with pytest.raises(ValueError, match="unknown complexity"):
+        M.complexity(img, "bogus")  # type: ignore[arg-type]
+
+
+def square(img: torch.Tensor, top: int, left: int, side: int = 10) -> None:
+    img[..., top : top + side, left : left + side] = 1.0
+
+
+def test_hallucination_score_hand_computed() -> None:
+    x = torch.zeros(1, 1, 64, 64)
+    square(x, 8, 8)
+    same = M.hallucination_score(x, x.clone())
+    assert float(same["hallucination"][0]) == 0.0
+    assert same["input_edges"][0] > 0
+    # A second, identical square far away: its edges are all hallucinated, as many as the input's.
+    extra = x.clone()
+    square(extra, 40, 40)
+    h = M.hallucination_score(x, extra)
+    assert float(h["hallucination"][0]) == pytest.approx(1.0)
+    assert float(h["explanation_edges"][0]) == pytest.approx(2 * float(h["input_edges"][0]))
+    # A square shifted by 2 pixels stays within the 3-pixel tolerance.
+    shifted = torch.zeros_like(x)
+    square(shifted, 10, 10)
+    assert float(M.hallucination_score(x, shifted)["hallucination"][0]) == 0.0
+    assert float(M.hallucination_score(x, shifted, tolerance=0)["hallucination"][0]) > 0.5
+
+
+def test_pixel_relevance_pulls_masks_back() -> None:
+    x = planted_image()
+    mask = torch.rand(1, 1, SIZE, SIZE)
+    torch.testing.assert_close(M.pixel_relevance([mask], x, Pixel()), mask)
+    rep = Wavelet("db3", levels=2)
+    from rdex.representations import mask_shape
+
+    shapes = [mask_shape(b, rep.shared_dims) for b in rep.encode(x)]
+    ones = M.pixel_relevance([torch.full(s, 0.3) for s in shapes], x, rep)
+    torch.testing.assert_close(ones, torch.full_like(ones, 0.3))
+    # Keeping only the coefficients under the bright square makes the square most relevant.
+    approx_only = [torch.ones(shapes[0])] + [torch.zeros(s) for s in shapes[1:]]
+    rel = M.pixel_relevance(approx_only, x, rep)
+    assert rel.min() >= 0 and rel.max() <= 1
+
+
+def test_evaluate_rde_result_and_manifest() -> None:
+    from rdex.methods import CartoonX
+
+    model = Planted()
+    x = torch.cat([planted_image(), planted_image().flip(-1)])
+    explainer = CartoonX(model, preset="preview", levels=2, steps=5, samples=2)
+    result = explainer.explain(x)
+    ex = M.Explanation.from_rde(explainer, x, result)
+    ev = M.evaluate(model, x, ex, samples=2, steps=4, fractions=[0, 0.5, 1])
+    assert ev.scores["rd_auc"].shape == (2,)
+    rows = ev.rows(["a", "b"])
+    assert rows[1]["image"] == "b" and rows[0]["method"] == "cartoonx"
+    line = M.manifest_metrics(
+        model, x, result, 1, explainer=explainer, samples=2, steps=4, fractions=[0, 1]
+    )
+    assert line["rd_auc"] == pytest.approx(float(ev[1].scores["rd_auc"][0]), rel=0.5, abs=1e-3)
+    assert line["cp_entropy"] == pytest.approx(float(ev.scores["cp_entropy"][1]), rel=1e-5)
+    with pytest.raises(ValueError, match="explainer"):
+        M.manifest_metrics(model, x, result)
