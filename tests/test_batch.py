@@ -1,0 +1,455 @@
+"""Batch runs: inputs, manifest, resume after kills and broken files, bad inputs, CLI, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.tiny_models import colour_classifier, make_image
+
+from rdex.batch import (
+    MANIFEST_NAME,
+    RayOptions,
+    find_inputs,
+    latest_records,
+    read_manifest,
+    run_batch,
+)
+from rdex.rde import preset
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = preset("preview", steps=3, samples=2)
+SIZE = 32
+
+
+def make_tree(root: Path) -> dict[str, str]:
+    """An ImageFolder tree (red/green/blue folders) with two misclassified images.
+
+    Returns image name -> dominant colour (what the colour classifier predicts).
+    """
+    layout = {
+        "red/a.png": "red",
+        "red/b.png": "green",  # misclassified
+        "green/c.png": "green",
+        "blue/d.png": "blue",
+        "blue/e.png": "red",  # misclassified
+    }
+    for i, (name, colour) in enumerate(layout.items()):
+        make_image(root / name, colour, size=SIZE, seed=i)
+    return layout
+
+
+def by_unit(records: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r["name"], r["method"]): r for r in latest_records(records)}
+
+
+def manifest_lines(out: Path) -> list[bytes]:
+    return (out / MANIFEST_NAME).read_bytes().split(b"\n")[:-1]
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def test_find_inputs_folder_tree_and_list(tmp_path: Path) -> None:
+    make_tree(tmp_path / "tree")
+    items = find_inputs(tmp_path / "tree")
+    assert [i.name for i in items] == sorted(i.name for i in items)
+    assert {i.name: i.true_label for i in items}["blue/e.png"] == "blue"
+    assert all(i.true_label is None for i in find_inputs(tmp_path / "tree", labels="none"))
+
+    # A plain nested folder (images at several depths) has no labels; hidden files are skipped.
+    flat = tmp_path / "flat"
+    make_image(flat / "x.png", "red", size=SIZE)
+    make_image(flat / "sub" / "deeper" / "y.jpg", "blue", size=SIZE)
+    make_image(flat / ".hidden" / "z.png", "blue", size=SIZE)
+    (flat / "notes.txt").write_text("not an input")
+    items = find_inputs(flat)
+    assert [(i.name, i.true_label) for i in items] == [("sub/deeper/y.jpg", None), ("x.png", None)]
+    with pytest.raises(ValueError, match="not an ImageFolder tree"):
+        find_inputs(flat, labels="folders")
+
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# my images\nflat/x.png\tgreen\n\n{flat / 'sub/deeper/y.jpg'}\n")
+    items = find_inputs(listing)
+    assert [(i.name, i.true_label) for i in items] == [
+        ("flat/x.png", "green"),
+        ("flat/sub/deeper/y.jpg", None),
+    ]
+    assert items[0].path == flat / "x.png"
+
+    with pytest.raises(FileNotFoundError):
+        find_inputs(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        find_inputs(tmp_path / "empty")
+
+
+# ------------------------------------------------------------------------------ local runs
+
+
+def test_batch_agrees_with_direct_explanations(tmp_path: Path) -> None:
+    from rdex.images import load_image
+    from rdex.methods import CartoonX, PixelRDE
+
+    layout = make_tree(tmp_path / "tree")
+    # A copy of an image under another name: computed once, recorded for both names.
+    (tmp_path / "tree" / "green" / "copy.png").write_bytes(
+        (tmp_path / "tree/green/c.png").read_bytes()
+    )
+    model = colour_classifier()
+    out = tmp_path / "out"
+    summary = run_batch(
+        tmp_path / "tree",
+        out,
+        model=model,
+        methods=["cartoonx", "pixel-rde"],
+        configs=CONFIG,
+        size=SIZE,
+        batch_size=2,
+        progress=False,
+    )
+    assert summary.ok and summary.explained == 12 and summary.total == 12
+    records = read_manifest(out)
+    assert len(records) == 12 and all(r["status"] == "ok" for r in records)
+    units = by_unit(records)
+    for (name, _method), r in units.items():
+        colour = layout.get(name, "green")
+        assert r["prediction_label"] == colour
+        assert r["true_label_name"] == name.split("/")[0]
+        assert r["misclassified"] is (colour != name.split("/")[0])
+        assert r["target"] == r["prediction"]
+        assert r["settings"]["config"]["steps"] == 3 and r["model"] == "colour"
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert np.isfinite(r["final_distortion"]) and r["runtime_s"] > 0
+
+    # The saved mask is the one a direct call gives for that image alone.
+    for method, cls in (("cartoonx", CartoonX), ("pixel-rde", PixelRDE)):
+        r = units[("blue/e.png", method)]
+        x = load_image(tmp_path / "tree/blue/e.png", size=SIZE)
+        direct = cls(model, config=CONFIG).explain(x[None])
+        saved = np.load(out / r["files"]["npz"]["path"])
+        np.testing.assert_allclose(saved["mask_flat"], direct.mask_flat[0].numpy(), atol=1e-5)
+        assert int(saved["target"]) == int(direct.target[0])
+        assert r["final_distortion"] == pytest.approx(float(direct.final_distortion[0]), rel=1e-4)
+        thumb = load_image(out / r["files"]["input"]["path"], size=None)
+        assert float((thumb - x).abs().max()) <= 1 / 255 + 1e-6
+
+    # The copy shares the files of the original: nothing explained twice.
+    assert (
+        units[("green/copy.png", "cartoonx")]["files"]
+        == units[("green/c.png", "cartoonx")]["files"]
+    )
+    assert len(list((out / "explanations").glob("*.npz"))) == 10
+
+
+def test_bad_inputs_are_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    make_tree(tmp_path / "tree")
+    good = (tmp_path / "tree/red/a.png").read_bytes()
+    (tmp_path / "tree/red/truncated.png").write_bytes(good[: len(good) // 2])
+    (tmp_path / "tree/green/text.jpg").write_text("this is not a picture")
+    (tmp_path / "tree/blue/empty.png").write_bytes(b"")
+    listing = tmp_path / "list.txt"
+    names = ["red/a.png", "red/truncated.png", "green/text.jpg", "blue/empty.png", "blue/gone.png"]
+    listing.write_text("".join(f"tree/{n}\n" for n in names))
+    out = tmp_path / "out"
+    summary = run_batch(
+        listing,
+        out,
+        model=colour_classifier(),
+        configs=CONFIG,
+        size=SIZE,
+        batch_size=4,
+        progress=False,
+    )
+    assert (summary.explained, summary.failed, summary.exit_code) == (1, 4, 1)
+    status = {r["name"]: (r["status"], r["error"]) for r in read_manifest(out)}
+    assert status["tree/red/a.png"] == ("ok", None)
+    assert "truncated" in status["tree/red/truncated.png"][1]
+    assert "not a readable image" in status["tree/green/text.jpg"][1]
+    assert "empty" in status["tree/blue/empty.png"][1]
+    assert "No such file" in status["tree/blue/gone.png"][1]
+    assert all(r["files"] == {} for r in read_manifest(out) if r["status"] == "error")
+
+    # A rerun does not retry recorded failures (nor add lines), unless asked to.
+    again = run_batch(
+        listing, out, model=colour_classifier(), configs=CONFIG, size=SIZE, progress=False
+    )
+    assert (again.explained, again.skipped, again.failed) == (0, 1, 4)
+    assert len(read_manifest(out)) == 5
+    make_image(tmp_path / "tree/blue/gone.png", "blue", size=SIZE)  # the missing file appears
+    fixed = run_batch(
+        listing,
+        out,
+        model=colour_classifier(),
+        configs=CONFIG,
+        size=SIZE,
+        progress=False,
+        retry_errors=True,
+    )
+    assert (fixed.explained, fixed.skipped, fixed.failed) == (1, 1, 3)
+    assert by_unit(read_manifest(out))[("tree/blue/gone.png", "cartoonx")]["status"] == "ok"
+
+
+def test_resume_redoes_exactly_what_is_missing_or_broken(tmp_path: Path) -> None:
+    make_tree(tmp_path / "tree")
+    out = tmp_path / "out"
+    kwargs = dict(
+        model=colour_classifier(), configs=CONFIG, size=SIZE, batch_size=2, progress=False
+    )
+    first = run_batch(tmp_path / "tree", out, **kwargs)
+    assert first.explained == 5
+    records = by_unit(read_manifest(out))
+
+    again = run_batch(tmp_path / "tree", out, **kwargs)
+    assert (again.explained, again.skipped) == (0, 5)
+    assert len(read_manifest(out)) == 5
+
+    # Break things: a truncated npz, a deleted picture, a torn last line, a stale temporary file.
+    npz = out / records[("red/a.png", "cartoonx")]["files"]["npz"]["path"]
+    npz.write_bytes(npz.read_bytes()[:100])
+    (out / records[("blue/d.png", "cartoonx")]["files"]["explanation"]["path"]).unlink()
+    lines = manifest_lines(out)
+    torn_name = json.loads(lines[-1])["name"]
+    (out / MANIFEST_NAME).write_bytes(b"\n".join(lines[:-1]) + b"\n" + lines[-1][:57])
+    (out / "explanations" / ".x.png.abc.tmp").write_bytes(b"half")
+
+    redo = run_batch(tmp_path / "tree", out, **kwargs)
+    assert (redo.explained, redo.skipped) == (3, 2)
+    assert not list(out.rglob("*.tmp"))
+    assert (out / MANIFEST_NAME).read_bytes().endswith(b"\n")
+    final = read_manifest(out)
+    assert all(json.loads(line) for line in manifest_lines(out))  # the torn piece is gone
+    redone = {r["name"] for r in final[4:]}
+    assert redone == {"red/a.png", "blue/d.png", torn_name}
+    np.load(npz)["mask_flat"]  # loads again
+
+    # Other settings are other work units: everything is redone, earlier files stay valid.
+    other = run_batch(tmp_path / "tree", out, **{**kwargs, "configs": CONFIG.replace(lambda_k=5.0)})
+    assert (other.explained, other.skipped) == (5, 0)
+    assert (out / records[("green/c.png", "cartoonx")]["files"]["npz"]["path"]).exists()
+
+
+def test_only_misclassified_and_true_target(tmp_path: Path) -> None:
+    make_tree(tmp_path / "tree")
+    out = tmp_path / "out"
+    summary = run_batch(
+        tmp_path / "tree",
+        out,
+        model=colour_classifier(),
+        configs=CONFIG,
+        size=SIZE,
+        only_misclassified=True,
+        target="true",
+        progress=False,
+    )
+    assert (summary.explained, summary.not_selected) == (2, 3)
+    records = read_manifest(out)
+    assert sorted(r["name"] for r in records) == ["blue/e.png", "red/b.png"]
+    for r in records:
+        assert r["misclassified"] is True
+        assert r["target"] == r["true_label"] != r["prediction"]
+        assert r["target_label"] == r["name"].split("/")[0]
+
+    plain = tmp_path / "plain"
+    make_image(plain / "x.png", "red", size=SIZE)
+    with pytest.raises(ValueError, match="needs true labels"):
+        run_batch(plain, tmp_path / "o2", model=colour_classifier(), only_misclassified=True)
+
+
+def test_one_writer_per_output_folder(tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    make_image(tmp_path / "in" / "x.png", "red", size=SIZE)
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out / ".rdex-batch.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(ValueError, match="another rdex batch"):
+            run_batch(tmp_path / "in", out, model=colour_classifier(), configs=CONFIG, size=SIZE)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------ kill -9
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from rdex.batch import run_batch
+    from rdex.rde import preset
+    from tests.tiny_models import colour_classifier
+
+    run_batch(sys.argv[1], sys.argv[2], model=colour_classifier(delay=0.01),
+              methods=["cartoonx", "pixel-rde"], configs=preset("preview", steps=8, samples=2),
+              size=32, batch_size=1, progress=False)
+    """
+)
+
+
+def test_sigkill_mid_run_loses_nothing_and_nothing_is_done_twice(tmp_path: Path) -> None:
+    make_tree(tmp_path / "tree")
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "tree"), str(out)], cwd=REPO, env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / MANIFEST_NAME).exists() and len(read_manifest(out)) >= 3:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed; make it slower"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = manifest_lines(out)
+    finished = read_manifest(out)
+    assert 3 <= len(finished) < 10
+    summary = run_batch(
+        tmp_path / "tree",
+        out,
+        model=colour_classifier(),
+        methods=["cartoonx", "pixel-rde"],
+        configs=preset("preview", steps=8, samples=2),
+        size=SIZE,
+        batch_size=1,
+        progress=False,
+    )
+    # Everything recorded before the kill is kept and trusted; the rest is done once.
+    assert summary.skipped == len(finished)
+    assert summary.explained == 10 - len(finished)
+    after = manifest_lines(out)
+    assert after[: len(before)] == before or after[: len(before) - 1] == before[:-1]
+    final = read_manifest(out)
+    assert len(final) == 10 and len(by_unit(final)) == 10
+    assert not list(out.rglob("*.tmp"))
+    for r in final:
+        for f in r["files"].values():
+            assert (out / f["path"]).is_file()
+        np.load(out / r["files"]["npz"]["path"])["mask_flat"]
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rdex.cli import main
+
+    make_tree(tmp_path / "tree")
+    out = tmp_path / "out"
+    common = ["--model", "tests.tiny_models:colour_net", "--preset", "preview", "--steps", "2",
+              "--samples", "2", "--size", str(SIZE), "--quiet"]  # fmt: skip
+    assert main(["batch", str(tmp_path / "tree"), "--out", str(out), *common]) == 0
+    assert len(read_manifest(out)) == 5 and (out / "index.html").is_file()
+    (tmp_path / "tree/red/bad.png").write_bytes(b"\x89PNG broken")
+    assert main(["batch", str(tmp_path / "tree"), "--out", str(out), *common]) == 1
+    err = capsys.readouterr().err
+    assert "5 already done" in err and "1 failed" in err
+    assert main(["batch", str(tmp_path / "nothing"), "--out", str(out), *common]) == 2
+    assert (
+        main(["batch", str(tmp_path / "tree"), "--out", str(out), "--method", "nope", *common]) == 2
+    )
+    assert (
+        main(["batch", str(tmp_path / "tree"), "--out", str(out), "--batch-size", "0", *common])
+        == 2
+    )
+
+
+# -------------------------------------------------------------------------------------- Ray
+
+
+@pytest.mark.ray
+def test_ray_run_matches_local_run_and_resumes_across_modes(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    tree = tmp_path / "tree"
+    for i, (label, colour) in enumerate(
+        [("0", "red"), ("0", "green"), ("1", "green"), ("2", "blue"), ("2", "red")]
+    ):
+        make_image(tree / label / f"img{i}.png", colour, size=SIZE, seed=i)
+    (tree / "1" / "broken.png").write_bytes(b"nope")
+    kwargs = dict(
+        model="tests.tiny_models:colour_net",
+        methods=["cartoonx", "pixel-rde"],
+        configs=CONFIG,
+        size=SIZE,
+        batch_size=2,
+        progress=False,
+    )
+    local = run_batch(tree, tmp_path / "local", **kwargs)
+    assert (local.explained, local.failed) == (10, 2)
+
+    # Half done locally, the rest on Ray (workers load the model by name).
+    items = find_inputs(tree)
+    run_batch(items[:3], tmp_path / "mixed", **kwargs)
+    assert not ray.is_initialized()
+    summary = run_batch(
+        tree, tmp_path / "mixed", ray=RayOptions(num_cpus=2, images_per_task=2), **kwargs
+    )
+    assert not ray.is_initialized()
+    # The first three images (one of them broken) were done locally: 4 skipped, 2 failed before.
+    assert (summary.explained, summary.skipped, summary.failed) == (6, 4, 2)
+
+    ignore = {"runtime_s", "path"}
+    want = {
+        k: {f: v for f, v in r.items() if f not in ignore}
+        for k, r in by_unit(read_manifest(tmp_path / "local")).items()
+    }
+    got = {
+        k: {f: v for f, v in r.items() if f not in ignore}
+        for k, r in by_unit(read_manifest(tmp_path / "mixed")).items()
+    }
+    assert want.keys() == got.keys()
+    for k in want:
+        a, b = want[k], got[k]
+        if a["status"] == "ok":
+            assert a["final_distortion"] == pytest.approx(b["final_distortion"], rel=1e-4, abs=1e-9)
+        for f in ("final_distortion", "final_l1", "final_loss", "files", "probabilities", "top5",
+                  "target_prob", "prediction_prob"):  # fmt: skip
+            a.pop(f, None), b.pop(f, None)
+        assert a == b, k
+    for r in read_manifest(tmp_path / "mixed"):
+        if r["status"] == "ok":
+            twin = by_unit(read_manifest(tmp_path / "local"))[(r["name"], r["method"])]
+            np.testing.assert_allclose(
+                np.load(tmp_path / "mixed" / r["files"]["npz"]["path"])["mask_flat"],
+                np.load(tmp_path / "local" / twin["files"]["npz"]["path"])["mask_flat"],
+                atol=1e-5,
+            )
+
+    # And back: a local rerun into the Ray-made folder finds everything done.
+    again = run_batch(tree, tmp_path / "mixed", **kwargs)
+    assert (again.explained, again.skipped, again.failed) == (0, 10, 2)
+
+
+def test_ray_missing_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    make_image(tmp_path / "in" / "x.png", "red", size=SIZE)
+    real_import = builtins.__import__
+
+    def no_ray(name: str, *args: object, **kwargs: object) -> object:
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ValueError, match=r"rdex\[dist\]"):
+        run_batch(tmp_path / "in", tmp_path / "out", model=colour_classifier(), configs=CONFIG,
+                  size=SIZE, ray=RayOptions(), progress=False)  # fmt: skip
