@@ -23,6 +23,8 @@ COMMANDS: tuple[str, ...] = (
     "classify",
     "models_cmd",
     "demo",
+    "batch",
+    "report",
 )
 
 
