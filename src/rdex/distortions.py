@@ -18,7 +18,14 @@ from torch import Tensor
 
 from rdex.types import Distortion
 
-__all__ = ["squared_label", "maximize_label", "l2", "kl_divergence", "DISTORTIONS", "get_distortion"]
+__all__ = [
+    "squared_label",
+    "maximize_label",
+    "l2",
+    "kl_divergence",
+    "DISTORTIONS",
+    "get_distortion",
+]
 
 _EPS = 1e-12
 
@@ -65,4 +72,6 @@ def get_distortion(spec: str | Distortion) -> Distortion:
     try:
         return DISTORTIONS[spec]
     except KeyError:
-        raise ValueError(f"unknown distortion {spec!r}; choose from {', '.join(DISTORTIONS)}") from None
+        raise ValueError(
+            f"unknown distortion {spec!r}; choose from {', '.join(DISTORTIONS)}"
+        ) from None

@@ -73,7 +73,9 @@ def save_npz(result: RDEResult, path: str | os.PathLike[str], index: int = 0) ->
     return atomic_write_with(path, lambda buf: np.savez_compressed(buf, **arrays))
 
 
-def result_record(result: RDEResult, index: int = 0, labels: list[str] | None = None) -> dict[str, Any]:
+def result_record(
+    result: RDEResult, index: int = 0, labels: list[str] | None = None
+) -> dict[str, Any]:
     """A JSON-ready summary of input ``index``: settings, target, probabilities, distortion, runtime."""
     r = result[index]
     probs = r.probs[0]
@@ -95,7 +97,10 @@ def result_record(result: RDEResult, index: int = 0, labels: list[str] | None = 
         "prediction": pred,
         "prediction_label": name(pred),
         "prediction_prob": float(probs[pred]),
-        "top5": [{"index": int(i), "label": name(int(i)), "prob": float(p)} for p, i in zip(*top, strict=True)],
+        "top5": [
+            {"index": int(i), "label": name(int(i)), "prob": float(p)}
+            for p, i in zip(*top, strict=True)
+        ],
         "final_distortion": float(r.final_distortion[0]),
         "final_l1": float(r.history["l1"][-1, 0]) if r.config.steps else 1.0,
         "final_loss": float(r.history["loss"][-1, 0]) if r.config.steps else None,

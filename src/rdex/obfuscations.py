@@ -54,7 +54,9 @@ def partition_stats(bands: Sequence[Tensor], groups: Sequence[int]) -> tuple[Ban
         raise ValueError(f"{len(groups)} group indices for {len(bands)} bands")
     stats: dict[int, tuple[Tensor, Tensor]] = {}
     for g in sorted(set(groups)):
-        values = torch.cat([b.flatten(1) for b, gb in zip(bands, groups, strict=True) if gb == g], 1)
+        values = torch.cat(
+            [b.flatten(1) for b, gb in zip(bands, groups, strict=True) if gb == g], 1
+        )
         mean = values.mean(dim=1)
         std = values.std(dim=1, correction=0)
         stats[g] = (mean, std)
@@ -81,7 +83,9 @@ class Obfuscation(ABC):
     name: str = "obfuscation"
 
     @abstractmethod
-    def prepare(self, x: Tensor, bands: Sequence[Tensor], representation: Representation) -> ObfuscationState:
+    def prepare(
+        self, x: Tensor, bands: Sequence[Tensor], representation: Representation
+    ) -> ObfuscationState:
         """Precompute what sampling needs (for example the per-partition statistics)."""
 
     @abstractmethod
@@ -97,7 +101,9 @@ class Obfuscation(ABC):
 class _Adaptive(Obfuscation):
     """Noise with the per-partition mean and standard deviation of the coefficients."""
 
-    def prepare(self, x: Tensor, bands: Sequence[Tensor], representation: Representation) -> ObfuscationState:
+    def prepare(
+        self, x: Tensor, bands: Sequence[Tensor], representation: Representation
+    ) -> ObfuscationState:
         means, stds = partition_stats(bands, representation.groups(bands))
         return ObfuscationState(
             shapes=[b.shape for b in bands], params=list(zip(means, stds, strict=True))
@@ -153,7 +159,9 @@ class _Deterministic(Obfuscation):
     def _values(self, x: Tensor, bands: Sequence[Tensor], representation: Representation) -> Bands:
         """The perturbation ``v`` per band, shape ``(B, ...)``."""
 
-    def prepare(self, x: Tensor, bands: Sequence[Tensor], representation: Representation) -> ObfuscationState:
+    def prepare(
+        self, x: Tensor, bands: Sequence[Tensor], representation: Representation
+    ) -> ObfuscationState:
         values = self._values(x, bands, representation)
         return ObfuscationState(shapes=[b.shape for b in bands], params=[(v, v) for v in values])
 

@@ -221,7 +221,9 @@ def resolve_target(
             if isinstance(item, str) and not item.lstrip("-").isdigit():
                 lookup = getattr(model, "label_index", None)
                 if lookup is None:
-                    raise ValueError(f"label {item!r} given by name, but the model has no label names")
+                    raise ValueError(
+                        f"label {item!r} given by name, but the model has no label names"
+                    )
                 indices.append(int(lookup(item)))
             else:
                 indices.append(int(item))
@@ -363,14 +365,19 @@ class RDE:
             state = self.obfuscation.prepare(x, bands, rep)
 
         masks = [
-            torch.full(mask_shape(b, rep.shared_dims), cfg.init, device=x.device, dtype=x.dtype)
-            .requires_grad_(True)
+            torch.full(
+                mask_shape(b, rep.shared_dims), cfg.init, device=x.device, dtype=x.dtype
+            ).requires_grad_(True)
             for b in bands
         ]
         k = sum(m[0].numel() for m in masks)
         optimizer = torch.optim.Adam(masks, lr=cfg.lr)
         samples = 1 if self.obfuscation.deterministic else cfg.samples
-        chunk = samples if cfg.sample_chunk is None else max(1, min(samples, cfg.sample_chunk // batch or 1))
+        chunk = (
+            samples
+            if cfg.sample_chunk is None
+            else max(1, min(samples, cfg.sample_chunk // batch or 1))
+        )
         generators = [torch.Generator(device=x.device) for _ in range(batch)]
         for g in generators:
             if cfg.seed is None:
@@ -393,7 +400,9 @@ class RDE:
             distortion = x.new_zeros(batch)
             for lo in range(0, samples, chunk):
                 hi = min(samples, lo + chunk)
-                d = self._distortion_chunk(masks, bands, noise, lo, hi, shape, reference, target_idx)
+                d = self._distortion_chunk(
+                    masks, bands, noise, lo, hi, shape, reference, target_idx
+                )
                 part = d.sum(dim=1) / samples
                 chunk_grads = torch.autograd.grad(part.sum(), masks)
                 for acc, g in zip(grads, chunk_grads, strict=True):
@@ -462,7 +471,9 @@ class RDE:
         out = self._forward(y).view(batch, hi - lo, -1)
         return self.config.distortion_scale * self._distortion(reference, out, target)
 
-    def _pictures(self, x: Tensor, bands: list[Tensor], masks: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def _pictures(
+        self, x: Tensor, bands: list[Tensor], masks: list[Tensor]
+    ) -> tuple[Tensor, Tensor]:
         """The explanation images: greyscale/mask/retained, and the colour version."""
         rep = self.representation
         shape = tuple(x.shape[1:])
@@ -472,12 +483,17 @@ class RDE:
         if self.explanation_kind == "greyscale" and x.dim() == 4:
             grey = x.mean(dim=1, keepdim=True)
             grey_bands = rep.encode(grey)
-            picture = rep.decode([m * b for m, b in zip(masks, grey_bands, strict=True)], shape=grey.shape[1:])
+            picture = rep.decode(
+                [m * b for m, b in zip(masks, grey_bands, strict=True)], shape=grey.shape[1:]
+            )
             if self.config.clip is not None:
                 picture = picture.clamp(*self.config.clip)
-        elif self.explanation_kind == "mask" and len(masks) == 1 and masks[0].shape[1:] == (1, *x.shape[2:]):
+        elif (
+            self.explanation_kind == "mask"
+            and len(masks) == 1
+            and masks[0].shape[1:] == (1, *x.shape[2:])
+        ):
             picture = masks[0].clone()
         else:
             picture = rgb.mean(dim=1, keepdim=True) if rgb.dim() == 4 else rgb
         return picture, rgb
-

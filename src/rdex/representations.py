@@ -126,7 +126,9 @@ class Wavelet(Representation):
 
     def __init__(self, wavelet: str = "db3", *, levels: int = 5, mode: str = "zero") -> None:
         if wavelet not in pywt.wavelist(kind="discrete"):
-            raise ValueError(f"unknown discrete wavelet {wavelet!r}; see pywt.wavelist(kind='discrete')")
+            raise ValueError(
+                f"unknown discrete wavelet {wavelet!r}; see pywt.wavelist(kind='discrete')"
+            )
         if levels < 1:
             raise ValueError(f"levels must be at least 1, got {levels}")
         self.wavelet = wavelet
@@ -196,4 +198,3 @@ class Fourier(Representation):
 
     def band_names(self, bands: Sequence[Tensor]) -> list[str]:
         return ["DC"] + [f"octave {i}" for i in range(1, len(bands))]
-

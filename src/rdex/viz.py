@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -21,7 +22,16 @@ if TYPE_CHECKING:
 
     from rdex.rde import RDEResult
 
-__all__ = ["to_numpy", "show_image", "explanation_figure", "save_figure", "label_color"]
+__all__ = [
+    "to_numpy",
+    "show_image",
+    "explanation_figure",
+    "save_figure",
+    "label_color",
+    "heatmap",
+    "show_heatmap",
+    "show_unavailable",
+]
 
 #: Colour of a label that matches / differs from the given true label (Figures 5 and 13-16).
 CORRECT_COLOR = "tab:green"
@@ -31,7 +41,10 @@ WRONG_COLOR = "tab:red"
 def _pyplot():
     import matplotlib
 
-    if os.environ.get("MPLBACKEND") is None and matplotlib.get_backend().lower() not in ("agg", "pdf"):
+    if os.environ.get("MPLBACKEND") is None and matplotlib.get_backend().lower() not in (
+        "agg",
+        "pdf",
+    ):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -53,7 +66,9 @@ def label_color(predicted: int, true_label: int | None) -> str:
     return CORRECT_COLOR if predicted == true_label else WRONG_COLOR
 
 
-def show_image(ax: Axes, image: Tensor, *, cmap: str = "gray", title: str | None = None, color: str = "black") -> None:
+def show_image(
+    ax: Axes, image: Tensor, *, cmap: str = "gray", title: str | None = None, color: str = "black"
+) -> None:
     """Draw one picture without axes; single-channel pictures use ``cmap`` on ``[0, 1]``."""
     arr = to_numpy(image)
     if arr.ndim == 2:
@@ -64,6 +79,72 @@ def show_image(ax: Axes, image: Tensor, *, cmap: str = "gray", title: str | None
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=9, color=color)
+
+
+#: Colour map of baseline heatmaps (attribution magnitude, dark = none, bright = most).
+HEATMAP_CMAP = "inferno"
+
+#: Percentile at which heatmaps saturate (the top 1% of values are clipped to 1).
+HEATMAP_PERCENTILE = 99.0
+
+
+def heatmap(attr: Tensor, *, percentile: float = HEATMAP_PERCENTILE) -> Tensor:
+    """Attribution maps as practitioners draw them: magnitude, per image in ``[0, 1]``.
+
+    For each image: the signed attribution is summed over channels (a no-op for ``(B, 1, H, W)``
+    per-pixel maps), its absolute value taken, divided by its ``percentile``-th percentile (so the
+    brightest ``100 - percentile`` % of pixels saturate instead of one outlier darkening the rest)
+    and clipped to ``[0, 1]``. An all-zero map stays zero. Pure tensor code, no drawing.
+
+    Args:
+        attr: Attributions ``(B, C, H, W)``, ``(C, H, W)`` or ``(H, W)``.
+        percentile: Percentile mapped to 1 (default 99).
+
+    Returns:
+        ``(B, 1, H, W)`` (or ``(1, H, W)`` / ``(H, W)`` for unbatched input) in ``[0, 1]``.
+    """
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
+    squeeze = attr.dim()
+    a = attr.detach().float()
+    if a.dim() == 2:
+        a = a[None, None]
+    elif a.dim() == 3:
+        a = a[None]
+    mag = a.sum(dim=1, keepdim=True).abs()
+    flat = mag.flatten(1)
+    scale = torch.quantile(flat, percentile / 100.0, dim=1)
+    scale = torch.where(scale > 0, scale, flat.amax(dim=1)).clamp_min(1e-30)
+    out = (mag / scale.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+    if squeeze == 2:
+        return out[0, 0]
+    if squeeze == 3:
+        return out[0]
+    return out
+
+
+def show_heatmap(
+    ax: Axes, attr: Tensor, *, title: str | None = None, cmap: str = HEATMAP_CMAP
+) -> None:
+    """Draw one attribution map ``(C, H, W)`` or ``(H, W)`` as a :func:`heatmap`."""
+    show_image(ax, heatmap(attr), cmap=cmap, title=title)
+
+
+def show_unavailable(ax: Axes, reason: str = "", *, title: str | None = None) -> None:
+    """An empty panel reading "not available" (and a short reason) instead of a wrong map."""
+    import textwrap
+
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_facecolor("#f0f0f0")
+    text = "not available"
+    if reason:
+        text += "\n\n" + textwrap.fill(reason if len(reason) <= 90 else reason[:87] + "...", 22)
+    ax.text(
+        0.5, 0.5, text, ha="center", va="center", fontsize=7, transform=ax.transAxes, color="0.3"
+    )
+    if title:
+        ax.set_title(title, fontsize=9)
 
 
 def explanation_cmap(method: str) -> str:
@@ -101,9 +182,16 @@ def explanation_figure(
 
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.2]})
     show_image(
-        axes[0], x[index], title=f"{name(pred)} ({probs[pred]:.1%})", color=label_color(pred, true_label)
+        axes[0],
+        x[index],
+        title=f"{name(pred)} ({probs[pred]:.1%})",
+        color=label_color(pred, true_label),
     )
-    what = "CartoonX" if r.method == "cartoonx" else ("Pixel RDE" if r.method == "pixel-rde" else r.method)
+    what = (
+        "CartoonX"
+        if r.method == "cartoonx"
+        else ("Pixel RDE" if r.method == "pixel-rde" else r.method)
+    )
     show_image(
         axes[1],
         r.explanation[0],
@@ -121,7 +209,9 @@ def explanation_figure(
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-        ax.set_title(f"λk={r.config.lambda_k:g}, L={r.config.samples}, {r.runtime_s:.0f} s", fontsize=9)
+        ax.set_title(
+            f"λk={r.config.lambda_k:g}, L={r.config.samples}, {r.runtime_s:.0f} s", fontsize=9
+        )
     else:
         axes[3].axis("off")
     if title:
@@ -130,7 +220,9 @@ def explanation_figure(
     return fig
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], *, pdf: bool = False, dpi: int = 110) -> list[Path]:
+def save_figure(
+    fig: Figure, path: str | os.PathLike[str], *, pdf: bool = False, dpi: int = 110
+) -> list[Path]:
     """Write ``fig`` as PNG (and PDF beside it when ``pdf``) atomically, then close it."""
     from rdex.io import atomic_write_with
 

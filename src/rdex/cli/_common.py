@@ -37,7 +37,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def add_image_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("images")
-    group.add_argument("--size", type=int, default=256, help="image side in pixels (default 256, the paper's)")
+    group.add_argument(
+        "--size", type=int, default=256, help="image side in pixels (default 256, the paper's)"
+    )
     group.add_argument(
         "--fit",
         choices=("resize", "crop"),
@@ -55,12 +57,16 @@ def add_rde_args(parser: argparse.ArgumentParser, *, default_preset: str = "fast
         help=f"named schedule (default {default_preset}); 'paper' is appendix A.2 exactly "
         "(lr 0.001, 2000 steps, 64 samples)",
     )
-    group.add_argument("--lambda-k", type=float, default=None, help="sparsity lambda * k (default per method)")
+    group.add_argument(
+        "--lambda-k", type=float, default=None, help="sparsity lambda * k (default per method)"
+    )
     group.add_argument("--steps", type=int, default=None, help="optimisation steps N")
     group.add_argument("--samples", type=int, default=None, help="noise samples L per step")
     group.add_argument("--lr", type=float, default=None, help="Adam learning rate")
     group.add_argument("--schedule", choices=("constant", "cosine"), default=None)
-    group.add_argument("--obfuscation", default="gaussian", help="gaussian, uniform, zeros, constant:V, blur:SIGMA")
+    group.add_argument(
+        "--obfuscation", default="gaussian", help="gaussian, uniform, zeros, constant:V, blur:SIGMA"
+    )
     group.add_argument("--distortion", default="label", help="label, max-label, l2, kl")
     group.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
 

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import torch
 
-from rdex.cli._common import add_image_args, add_model_args, add_rde_args, method_names, pick_device, rde_config
+from rdex.cli._common import (
+    add_image_args,
+    add_model_args,
+    add_rde_args,
+    method_names,
+    pick_device,
+    rde_config,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument(
-        "--method", default="cartoonx", help="cartoonx, pixel-rde, or both comma-separated (default cartoonx)"
+        "--method",
+        default="cartoonx",
+        help="cartoonx, pixel-rde, or both comma-separated (default cartoonx)",
     )
     p.add_argument(
         "--target",
@@ -31,9 +40,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="label to explain: index or class name (default: the predicted label); for a "
         "misclassification name the true label",
     )
-    p.add_argument("--true-label", default=None, help="true label (index or name): colours the prediction red/green")
+    p.add_argument(
+        "--true-label",
+        default=None,
+        help="true label (index or name): colours the prediction red/green",
+    )
     p.add_argument("--topk", type=int, default=0, help="print the top-k predictions first")
-    p.add_argument("--batch-size", type=int, default=1, help="images optimised together in one loop")
+    p.add_argument(
+        "--batch-size", type=int, default=1, help="images optimised together in one loop"
+    )
     p.add_argument("--out", default="rdex-out", help="output folder (default rdex-out)")
     p.add_argument("--pdf", action="store_true", help="also write figures as PDF")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -72,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
             probs = torch.softmax(model(images.to(device)), dim=1).cpu()
         for name, p in zip(names, probs, strict=True):
             top = p.topk(args.topk)
-            print(f"{name}: " + ", ".join(f"{labels[int(i)]} {v:.1%}" for v, i in zip(*top, strict=True)))
+            print(
+                f"{name}: "
+                + ", ".join(f"{labels[int(i)]} {v:.1%}" for v, i in zip(*top, strict=True))
+            )
 
     for method in methods:
         cls = METHODS[method]

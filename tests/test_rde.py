@@ -1,0 +1,289 @@
+"""The RDE optimiser and the CartoonX / Pixel RDE presets: the paper's properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rdex.methods import CartoonX, PixelRDE
+from rdex.rde import PRESETS, RDE, RDEConfig, preset
+from rdex.representations import Pixel, Wavelet
+
+
+def tiny_net(seed: int = 0, classes: int = 5) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(4),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, classes),
+    )
+
+
+class LeftHalf(nn.Module):
+    """A planted classifier that only looks at the left half of the image."""
+
+    def __init__(self, pattern: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("pattern", pattern)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        score = ((x[..., :half] - 0.5) * self.pattern[..., :half]).mean(dim=(1, 2, 3)) * 40.0
+        return torch.stack([score, -score], dim=1)
+
+
+def sensitive_net(size: int = 32) -> nn.Module:
+    """A model whose output depends strongly on its input (random nets barely do)."""
+    return LeftHalf(torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(9)))
+
+
+def images(n: int = 1, size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def quick(**changes: object) -> RDEConfig:
+    base = RDEConfig(lambda_k=10.0, steps=30, samples=4, lr=0.05)
+    return base.replace(**changes)
+
+
+def test_presets_paper_is_appendix_a2() -> None:
+    paper = preset("paper")
+    assert (paper.lr, paper.steps, paper.samples, paper.schedule) == (1e-3, 2000, 64, "constant")
+    assert CartoonX(tiny_net()).config.steps == 2000  # the library default is the paper's
+    assert set(PRESETS) >= {"paper", "fast", "preview"}
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("turbo")
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        RDEConfig(lambda_k=-1)
+    with pytest.raises(ValueError):
+        RDEConfig(samples=0)
+    with pytest.raises(ValueError):
+        RDEConfig(distortion="hinge")
+    with pytest.raises(ValueError):
+        RDEConfig(schedule="linear")  # type: ignore[arg-type]
+
+
+def test_cosine_schedule_endpoints() -> None:
+    cfg = RDEConfig(lr=0.03, lr_final=1e-4, schedule="cosine", steps=11)
+    assert cfg.lr_at(0) == pytest.approx(0.03)
+    assert cfg.lr_at(10) == pytest.approx(1e-4)
+    assert cfg.lr_at(5) == pytest.approx((0.03 + 1e-4) / 2)
+
+
+@pytest.mark.parametrize("method", [CartoonX, PixelRDE])
+def test_mask_stays_in_unit_interval_and_seed_reproduces(method: type) -> None:
+    x = images(1)
+    net = sensitive_net()
+    flat = method(net, config=quick(lambda_k=50.0, lr=0.3)).explain(x).mask_flat
+    assert float(flat.min()) >= 0.0 and float(flat.max()) <= 1.0
+    assert (
+        float(flat.min()) == 0.0
+    )  # a large lambda and lr switch entries off: projection was active
+    a = method(net, config=quick(lambda_k=1.0))
+    r1, r2 = a.explain(x), a.explain(x)
+    assert float(r1.mask_flat.min()) >= 0.0 and float(r1.mask_flat.max()) <= 1.0
+    torch.testing.assert_close(r1.mask_flat, r2.mask_flat, rtol=0, atol=0)
+    assert 0.0 < float(r1.mask_flat.mean()) < 1.0
+    r3 = method(net, config=quick(lambda_k=1.0, seed=1)).explain(x)
+    assert not torch.equal(r1.mask_flat, r3.mask_flat)
+
+
+@pytest.mark.parametrize("method", [CartoonX, PixelRDE])
+def test_batched_run_equals_per_image_runs(method: type) -> None:
+    x = images(3, seed=2)
+    explainer = method(sensitive_net(), config=quick(lambda_k=1.0))
+    batched = explainer.explain(x)
+    for i in range(3):
+        alone = explainer.explain(x[i : i + 1])
+        torch.testing.assert_close(batched.mask_flat[i : i + 1], alone.mask_flat, atol=1e-5, rtol=0)
+        assert int(batched.target[i]) == int(alone.target[0])
+
+
+def test_lambda_zero_cartoonx_is_the_greyscale_image() -> None:
+    # Figure 7 caption: with lambda = 0 CartoonX is simply the greyscale image.
+    x = images(2, size=64)
+    result = CartoonX(tiny_net(), config=quick(lambda_k=0.0, steps=20)).explain(x)
+    grey = x.mean(dim=1, keepdim=True)
+    torch.testing.assert_close(result.explanation, grey, atol=1e-5, rtol=0)
+    assert float(result.mask_flat.min()) == 1.0
+
+
+def test_gradients_reach_the_mask_only() -> None:
+    net = tiny_net()
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    CartoonX(net, config=quick(steps=3)).explain(images(1))
+    assert all(p.grad is None for p in net.parameters())
+    assert all(p.requires_grad for p in net.parameters())
+    assert net.training and all(m.training for m in net.modules())  # caller's flags restored
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_target_by_index_name_and_default() -> None:
+    x = images(2)
+    net = tiny_net()
+    r = PixelRDE(net, config=quick(steps=1)).explain(x)
+    torch.testing.assert_close(r.target, r.probs.argmax(dim=1))
+    r = PixelRDE(net, config=quick(steps=1)).explain(x, target=3)
+    assert r.target.tolist() == [3, 3]
+    r = PixelRDE(net, config=quick(steps=1)).explain(x, target=[1, 2])
+    assert r.target.tolist() == [1, 2]
+    with pytest.raises(ValueError, match="out of range"):
+        PixelRDE(net, config=quick(steps=1)).explain(x, target=7)
+    with pytest.raises(ValueError, match="no label names"):
+        PixelRDE(net, config=quick(steps=1)).explain(x, target="tabby")
+    with pytest.raises(ValueError, match="3 targets for 2 inputs"):
+        PixelRDE(net, config=quick(steps=1)).explain(x, target=[1, 2, 3])
+
+
+def test_inputs_outside_unit_range_are_rejected() -> None:
+    with pytest.raises(ValueError, match="normalisation belongs inside the model"):
+        CartoonX(tiny_net(), config=quick(steps=1)).explain(images(1) * 2 - 1)
+
+
+def planted_left_half(size: int = 32) -> tuple[nn.Module, torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    pattern = torch.randn(1, 3, size, size, generator=gen)
+    x = (0.5 + 0.25 * pattern.sign() * torch.rand(1, 3, size, size, generator=gen)).clamp(0, 1)
+    return LeftHalf(pattern), x
+
+
+PLANTED = RDEConfig(lambda_k=0.2, steps=150, samples=8, lr=0.05, schedule="cosine", lr_final=1e-3)
+
+
+def test_planted_left_half_classifier_pixel_rde_keeps_only_the_left() -> None:
+    model, x = planted_left_half()
+    mask = PixelRDE(model, config=PLANTED).explain(x).mask[0][0, 0]
+    assert float(mask.sum()) > 1.0
+    assert float(mask[:, 16:].sum()) / float(mask.sum()) < 0.01
+
+
+def test_planted_left_half_classifier_cartoonx_keeps_only_the_left() -> None:
+    # Three scales keep the test fast; positions of the coarsest zero-padded coefficients are
+    # smeared over the image, so the spatial check uses the two finest scales, which carry the mass.
+    model, x = planted_left_half()
+    result = CartoonX(model, config=PLANTED, levels=3).explain(x)
+    fine = result.mask[-2:]
+    fine_mass = sum(float(m.sum()) for m in fine)
+    assert fine_mass > 0.8 * float(result.mask_flat.sum())
+    left = sum(float(m[..., : m.shape[-1] // 2].sum()) for m in fine)
+    assert left / fine_mass > 0.95
+
+
+def reference_algorithm_1(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    lambda_k: float,
+    steps: int,
+    samples: int,
+    lr: float,
+    seed: int,
+) -> list[torch.Tensor]:
+    """Algorithm 1 written plainly: per sample, per band, per step, with the library's noise stream."""
+    rep = Wavelet("db3", levels=5, mode="zero")
+    h = rep.encode(x)
+    with torch.no_grad():
+        p = torch.softmax(model(x), dim=1)[0]
+    j = int(p.argmax())
+    groups = rep.groups(h)
+    stats = []
+    for g in groups:
+        pooled = torch.cat([b.flatten() for b, gb in zip(h, groups, strict=True) if gb == g])
+        stats.append((pooled.mean(), pooled.std(correction=0)))
+    s = [torch.ones(1, 1, *b.shape[2:], requires_grad=True) for b in h]
+    opt = torch.optim.Adam(s, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    sizes = [b[0].numel() for b in h]
+    for _ in range(steps):
+        z = torch.randn(samples * sum(sizes), generator=gen).view(samples, -1).split(sizes, dim=1)
+        distortion = torch.zeros(())
+        for i in range(samples):
+            coeffs = []
+            for band, mask, (mu, sigma), zi in zip(h, s, stats, z, strict=True):
+                v = mu + sigma * zi[i].view(band.shape)
+                coeffs.append(band * mask + (1 - mask) * v)
+            y = rep.decode(coeffs, shape=x.shape[1:]).clamp(0, 1)
+            q = torch.softmax(model(y), dim=1)[0, j]
+            distortion = distortion + (p[j] - q) ** 2 / samples
+        k = sum(m.numel() for m in s)
+        loss = distortion + lambda_k / k * sum(m.sum() for m in s)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for m in s:
+                m.clamp_(0, 1)
+    return [m.detach() for m in s]
+
+
+def test_plain_algorithm_1_agrees_with_the_library() -> None:
+    net = tiny_net(1)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x = images(1, size=32, seed=5)
+    settings = {"lambda_k": 20.0, "steps": 15, "samples": 3, "lr": 0.05, "seed": 11}
+    expected = reference_algorithm_1(net, x, **settings)
+    cfg = RDEConfig(**settings)  # type: ignore[arg-type]
+    got = CartoonX(net, config=cfg).explain(x)
+    assert len(got.mask) == len(expected)
+    for a, b in zip(got.mask, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_sample_chunking_gives_the_same_mask() -> None:
+    x = images(2)
+    net = tiny_net()
+    whole = CartoonX(net, config=quick(samples=6)).explain(x)
+    chunked = CartoonX(net, config=quick(samples=6, sample_chunk=4)).explain(x)
+    torch.testing.assert_close(whole.mask_flat, chunked.mask_flat, atol=1e-5, rtol=0)
+
+
+def test_history_and_result_fields() -> None:
+    r = CartoonX(tiny_net(), config=quick(steps=12)).explain(images(2))
+    assert r.history["loss"].shape == (12, 2)
+    torch.testing.assert_close(r.history["loss"], r.history["distortion"] + 10.0 * r.history["l1"])
+    assert float(r.history["l1"][0, 0]) == pytest.approx(1.0, abs=0.06)
+    assert r.explanation.shape == (2, 1, 32, 32) and r.explanation_rgb.shape == (2, 3, 32, 32)
+    assert r.mask_flat.shape[1] == sum(m[0].numel() for m in r.mask)
+    one = r[1]
+    assert len(one) == 1 and torch.equal(one.mask_flat, r.mask_flat[1:2])
+    assert r.band_names[0] == "approximation"
+
+
+def test_deterministic_obfuscation_uses_one_sample() -> None:
+    calls = []
+
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_net()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(x.shape[0])
+            return self.net(x)
+
+    RDE(Counting(), Pixel(), "zeros", config=quick(steps=2, samples=16)).explain(images(2))
+    assert calls == [2, 2, 2]  # the reference pass, then one obfuscation per image and step
+
+
+def test_reference_output_replaces_the_models_output() -> None:
+    # Appendix A.4: distort towards another image's output with the l2 distortion.
+    net = tiny_net()
+    x, other = images(1, seed=1), images(1, seed=2)
+    with torch.no_grad():
+        ref = torch.softmax(net(other), dim=1)
+    r = RDE(net, Pixel(), "gaussian", config=quick(steps=1, distortion="l2")).explain(
+        x, reference_output=ref
+    )
+    assert float(r.history["distortion"][0, 0]) > 0
