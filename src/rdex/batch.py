@@ -492,7 +492,7 @@ def _decode(data: bytes, name: str, size: int, fit: str) -> Tensor:
         path = Path(tmp) / ("input" + Path(name).suffix.lower())
         path.write_bytes(data)
         try:
-            return load_image(path, size=size, fit=fit)
+            return load_image(path, size=size, fit=fit)  # type: ignore[arg-type]
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError(str(exc).replace(str(path), name)) from None
 
@@ -591,7 +591,8 @@ class _Explainer:
             if s.target == "pred":
                 targets.append(preds[i])
             elif s.target == "true":
-                targets.append(true[i] if true[i] is not None else preds[i])
+                known = true[i]
+                targets.append(known if known is not None else preds[i])
             else:
                 label = _label_lookup(self.model, s.target)
                 if label is None:
@@ -602,10 +603,11 @@ class _Explainer:
         result = result.to("cpu")
         for j, i in enumerate(chosen):
             record = result_record(result, j, self.labels)
-            record["true_label"] = true[i]
-            if true[i] is not None and self.labels is not None and 0 <= true[i] < len(self.labels):
-                record["true_label_name"] = self.labels[true[i]]
-            record["misclassified"] = wrong[i] if true[i] is not None else None
+            known = true[i]
+            record["true_label"] = known
+            if known is not None and self.labels is not None and 0 <= known < len(self.labels):
+                record["true_label_name"] = self.labels[known]
+            record["misclassified"] = wrong[i] if known is not None else None
             record["probabilities"] = _rounded_probs(result.probs[j])
             outcomes[i] = _Outcome(
                 units[i].key, "ok", record=record, image=xs[j].detach().cpu(), result=result[j]
@@ -716,7 +718,7 @@ def _resolve_configs(
         elif configs is not None and m in configs:
             resolved[m] = configs[m]
         else:
-            resolved[m] = preset("fast", lambda_k=METHODS[m].default_lambda_k)
+            resolved[m] = preset("fast", lambda_k=getattr(METHODS[m], "default_lambda_k", None))
     return resolved
 
 
@@ -887,6 +889,7 @@ def _plan(
     settings: _Settings,
     summary: BatchSummary,
     retry_errors: bool,
+    progress: bool = False,
 ) -> list[_Pending]:
     """Units still to do; records already done are skipped (and copied for duplicate images)."""
     verifier = _Verifier(out)
@@ -903,7 +906,12 @@ def _plan(
             failed[key] = r
         recorded[(str(r.get("name")), str(r.get("method")))] = key
     hashes: list[tuple[str | None, str | None]] = []
-    for item in items:
+    listing: Iterable[InputItem] = items
+    if progress and len(items) > 200:
+        from tqdm.auto import tqdm
+
+        listing = tqdm(items, desc="hashing inputs", unit="img", leave=False)
+    for item in listing:
         data, error = _read_bytes(item.path)
         hashes.append((hashlib.sha256(data).hexdigest() if data is not None else None, error))
     pending: dict[str, _Pending] = {}
@@ -1018,7 +1026,7 @@ def _run_locked(
     progress: bool,
     retry_errors: bool,
 ) -> None:
-    todo = _plan(out, items, manifest, settings, summary, retry_errors)
+    todo = _plan(out, items, manifest, settings, summary, retry_errors, progress)
     n_todo = sum(len(p.items) for p in todo)
     bar = None
     if progress and n_todo:

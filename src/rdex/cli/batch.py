@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     methods = method_names(args.method)
     if not methods:
         raise ValueError("--method names no method")
-    configs = {m: rde_config(args, lambda_k=METHODS[m].default_lambda_k) for m in methods}
+    configs = {
+        m: rde_config(args, lambda_k=getattr(METHODS[m], "default_lambda_k", None)) for m in methods
+    }
     use_ray = args.ray or args.ray_address is not None
     ray_options = None
     device = None
