@@ -20,6 +20,10 @@ from collections.abc import Sequence
 # Module names under rdex.cli, in the order their commands appear in ``rdex --help``.
 COMMANDS: tuple[str, ...] = (
     "explain",
+    "compare",
+    "sweep",
+    "models_compare",
+    "dwt",
     "classify",
     "models_cmd",
     "demo",
