@@ -28,6 +28,8 @@ COMMANDS: tuple[str, ...] = (
     "models_cmd",
     "demo",
     "batch",
+    "evaluate",
+    "experiment",
     "report",
 )
 

@@ -1,0 +1,228 @@
+"""Experiments and the evaluate/experiment commands, end to end on tiny models with a few steps."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from rdex import metrics as M
+from rdex.experiments import (
+    Claim,
+    Context,
+    ExperimentResult,
+    Settings,
+    load_summary,
+    run_all,
+    run_experiment,
+    write_report,
+)
+
+TINY = Settings(
+    model="tiny", size=32, preset="preview", steps=2, samples=2, images=("chelsea", "coffee"),
+    eval_samples=2, eval_steps=4,
+)  # fmt: skip
+
+
+class Counting(nn.Module):
+    """Wraps a model and counts the images it sees."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += x.shape[0]
+        return self.net(x)
+
+
+def tiny(num_classes: int = 10) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(24, num_classes),
+    )  # fmt: skip
+
+
+def parse(module_name: str, argv: list[str]) -> argparse.Namespace:
+    import importlib
+
+    module = importlib.import_module(f"rdex.cli.{module_name}")
+    parser = argparse.ArgumentParser()
+    module.add_parser(parser.add_subparsers())
+    return parser.parse_args([module_name.replace("_", "-"), *argv])
+
+
+def test_artifacts_experiment_writes_table_figure_and_summary(tmp_path: Path) -> None:
+    ctx = Context(TINY, tmp_path, model=tiny())
+    result = run_experiment("artifacts", ctx)
+    rows = list(csv.DictReader((tmp_path / "artifacts" / "artifacts.csv").open()))
+    assert [r["method"] for r in rows] == ["cartoonx", "pixel-rde"]
+    # The reported probability of the masked sky is the model's, recomputed here.
+    for method, row in zip(("cartoonx", "pixel-rde"), rows, strict=True):
+        _, res, _ = ctx.explain(
+            method, ["sky"], lambda_k=80000.0, distortion="l2", distortion_scale=1e6,
+            reference_output=None, reference_key="rocket@32",
+        )  # fmt: skip
+        target = int(ctx.probs(ctx.batch(["rocket"])).argmax())
+        p = float(ctx.probs(res.explanation_rgb)[0, target])
+        assert float(row["p_target_retained"]) == pytest.approx(p, rel=1e-4)
+    assert len(result.claims) == 2 and all(isinstance(c.held, bool) for c in result.claims)
+    fig = tmp_path / result.figures[0]
+    assert fig.exists() and fig.stat().st_size < 300_000
+    saved = load_summary(tmp_path, "artifacts")
+    assert saved is not None and saved.claims[0].text == result.claims[0].text
+    assert saved.settings["size"] == 32 and saved.settings["effective_steps"] == 2
+
+
+def test_context_caches_runs_per_image(tmp_path: Path) -> None:
+    model = Counting(tiny())
+    ctx = Context(TINY, tmp_path, model=model)
+    _, both, _ = ctx.explain("cartoonx", ["chelsea", "coffee"])
+    seen = model.seen
+    _, one, _ = ctx.explain("cartoonx", ["coffee"])
+    assert model.seen == seen  # cached: no optimisation ran
+    torch.testing.assert_close(one.mask_flat, both.mask_flat[1:])
+    ctx.explain("cartoonx", ["coffee"], lambda_k=5.0)
+    assert model.seen > seen
+    with pytest.raises(ValueError, match="reference_key"):
+        ctx.explain("cartoonx", ["sky"], reference_output=torch.ones(10) / 10)
+
+
+def test_report_states_verdicts(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path)
+    result = ExperimentResult(
+        name="sensitivity",
+        title="Sensitivity",
+        claims=[Claim("A holds.", True, "x 1 vs 2"), Claim("B holds.", False, "y 3 vs 1")],
+        markdown="| a |\n|---|\n| 1 |\n",
+        settings=TINY.describe(),
+        figures=["sensitivity/sensitivity.png"],
+    )
+    (tmp_path / "sensitivity").mkdir()
+    (tmp_path / "sensitivity" / "summary.json").write_text(result.to_json())
+    text = write_report(tmp_path).read_text()
+    assert "| sensitivity | A holds. | **held** |" in text
+    assert "| sensitivity | B holds. | **did not hold** |" in text
+    assert "2 steps, L = 2" in text and "32 x 32 px" in text
+    assert "![sensitivity](sensitivity/sensitivity.png)" in text
+
+
+def test_unknown_experiment(tmp_path: Path) -> None:
+    ctx = Context(TINY, tmp_path, model=tiny())
+    with pytest.raises(ValueError, match="unknown experiment"):
+        run_experiment("nope", ctx)
+
+
+@pytest.mark.slow
+def test_all_experiments_and_report_end_to_end(tmp_path: Path) -> None:
+    ctx = Context(TINY, tmp_path, model=tiny())
+    results = run_all(ctx)
+    assert [r.name for r in results] == ["artifacts", "sensitivity", "smoothness", "runtime"]
+    text = (tmp_path / "REPORT.md").read_text()
+    for r in results:
+        assert r.title in text
+        for fig in r.figures:
+            assert (tmp_path / fig).stat().st_size < 300_000
+    rows = list(csv.DictReader((tmp_path / "smoothness" / "metrics.csv").open()))
+    assert {"cartoonx", "pixel-rde", "integrated-gradients"} <= {r["method"] for r in rows}
+    # Reusing saved summaries runs nothing again.
+    model = Counting(tiny())
+    ctx2 = Context(TINY, tmp_path, model=model)
+    run_all(ctx2, reuse=True)
+    assert model.seen == 0
+
+
+def _save_explain_folder(folder: Path) -> tuple[nn.Module, torch.Tensor, dict[str, M.Explanation]]:
+    """Explain a sample with both RDE methods and save as `rdex explain` does."""
+    from rdex.images import sample_image
+    from rdex.io import save_result
+    from rdex.methods import CartoonX, PixelRDE
+    from rdex.models import load_classifier
+
+    model = load_classifier("tests.tiny_models:colour_net")
+    x = sample_image("chelsea", size=32).unsqueeze(0)
+    out = {}
+    for cls in (CartoonX, PixelRDE):
+        explainer = cls(model, preset="preview", steps=2, samples=2)
+        result = explainer.explain(x)
+        save_result(
+            result,
+            folder,
+            f"chelsea-{result.method}",
+            extra={"image": "chelsea", "model": "tests.tiny_models:colour_net"},
+        )
+        out[result.method] = M.Explanation.from_rde(explainer, x, result)
+    return model, x, out
+
+
+def test_evaluate_saved_folder_agrees_with_direct_metrics(tmp_path: Path) -> None:
+    from rdex.images import load_image
+
+    model, x, explanations = _save_explain_folder(tmp_path)
+    args = parse("evaluate", [str(tmp_path), "--eval-samples", "2", "--eval-steps", "4"])
+    assert args.func(args) == 0
+    rows = {r["method"]: r for r in csv.DictReader((tmp_path / "metrics.csv").open())}
+    assert set(rows) == {"cartoonx", "pixel-rde"}
+    assert (tmp_path / "metrics-curves.png").exists() and (tmp_path / "metrics.png").exists()
+    # The saved PNG is 8-bit, so compare with the image the command reloaded (the sample itself).
+    for method, ex in explanations.items():
+        direct = M.evaluate(model, x, ex, samples=2, steps=4)
+        for key in ("rd_auc", "deletion_auc", "cp_entropy", "retained_fraction", "tv"):
+            assert float(rows[method][key]) == pytest.approx(
+                float(direct.scores[key][0]), rel=1e-3, abs=1e-6
+            ), key
+    assert load_image  # imported for the error path below
+    (tmp_path / "chelsea-cartoonx.json").write_text(
+        json.dumps({"method": "cartoonx", "image": "missing.png"})
+    )
+    args = parse("evaluate", [str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        args.func(args)
+
+
+def test_evaluate_images_with_baselines(tmp_path: Path) -> None:
+    args = parse(
+        "evaluate",
+        ["chelsea", "--method", "cartoonx,ig", "--model", "tests.tiny_models:colour_net", "--size", "32",
+         "--steps", "2", "--samples", "2", "--eval-samples", "2", "--eval-steps", "4", "--quiet",
+         "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert args.func(args) == 0
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [r["method"] for r in rows] == ["cartoonx", "integrated-gradients"]
+    assert all(0.0 <= float(r["insertion_auc"]) <= 1.0 for r in rows)
+
+
+def test_experiment_cli_checks_arguments(tmp_path: Path) -> None:
+    args = parse(
+        "experiment", ["artifacts", "--images", "no-such-image.png", "--out", str(tmp_path)]
+    )
+    with pytest.raises(FileNotFoundError):
+        args.func(args)
+    args = parse("experiment", ["artifacts", "--preset", "bogus", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="preset"):
+        args.func(args)
+
+
+def test_saved_record_reprs_round_trip() -> None:
+    from rdex.cli.evaluate import obfuscation_from_repr, representation_from_repr
+    from rdex.obfuscations import make_obfuscation
+    from rdex.representations import Fourier, Pixel, Wavelet
+
+    w = representation_from_repr(repr(Wavelet("db2", levels=3, mode="reflect")))
+    assert (w.wavelet, w.levels, w.mode) == ("db2", 3, "reflect")
+    assert isinstance(representation_from_repr(repr(Pixel())), Pixel)
+    assert isinstance(representation_from_repr(repr(Fourier())), Fourier)
+    for spec in ("gaussian", "uniform", "zeros", "constant:0.25", "blur:3.0"):
+        back = obfuscation_from_repr(repr(make_obfuscation(spec)))
+        assert repr(make_obfuscation(back)) == repr(make_obfuscation(spec))
+    with pytest.raises(ValueError):
+        representation_from_repr("Curvelet()")
