@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.tiny_models import colour_classifier, make_image
 
 from rdex.batch import (
     MANIFEST_NAME,
@@ -24,6 +23,7 @@ from rdex.batch import (
     run_batch,
 )
 from rdex.rde import preset
+from tiny_models import colour_classifier, make_image  # tests/ is on sys.path (conftest)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = preset("preview", steps=3, samples=2)
@@ -286,7 +286,7 @@ KILL_SCRIPT = textwrap.dedent(
     import sys
     from rdex.batch import run_batch
     from rdex.rde import preset
-    from tests.tiny_models import colour_classifier
+    from tiny_models import colour_classifier
 
     run_batch(sys.argv[1], sys.argv[2], model=colour_classifier(delay=0.01),
               methods=["cartoonx", "pixel-rde"], configs=preset("preview", steps=8, samples=2),
@@ -298,10 +298,8 @@ KILL_SCRIPT = textwrap.dedent(
 def test_sigkill_mid_run_loses_nothing_and_nothing_is_done_twice(tmp_path: Path) -> None:
     make_tree(tmp_path / "tree")
     out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
+    paths = [str(REPO / "tests"), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "tree"), str(out)], cwd=REPO, env=env
     )
@@ -347,8 +345,12 @@ def test_sigkill_mid_run_loses_nothing_and_nothing_is_done_twice(tmp_path: Path)
 # -------------------------------------------------------------------------------------- CLI
 
 
-def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rdex.cli import main
+
+    monkeypatch.syspath_prepend(str(REPO))  # for --model tests.tiny_models:colour_net
 
     make_tree(tmp_path / "tree")
     out = tmp_path / "out"
@@ -374,9 +376,15 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 @pytest.mark.ray
-def test_ray_run_matches_local_run_and_resumes_across_modes(tmp_path: Path) -> None:
+def test_ray_run_matches_local_run_and_resumes_across_modes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("ray")
     import ray
+
+    # The model is loaded by name, here and in the workers (which start in this folder).
+    monkeypatch.syspath_prepend(str(REPO))
+    monkeypatch.chdir(REPO)
 
     tree = tmp_path / "tree"
     for i, (label, colour) in enumerate(

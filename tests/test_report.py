@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.tiny_models import colour_classifier, make_image
 
 from rdex.batch import latest_records, read_manifest, run_batch
 from rdex.rde import preset
 from rdex.report import collect_cards, render_report, write_report
+from tiny_models import colour_classifier, make_image  # tests/ is on sys.path (conftest)
 
 SIZE = 32
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -104,10 +104,13 @@ def test_report_cli(batch_out: Path, capsys: pytest.CaptureFixture[str]) -> None
     from rdex.cli import main
 
     (batch_out / "index.html").unlink()
-    assert main(["report", str(batch_out), "--title", "My run"]) == 0
-    assert "<title>My run</title>" in (batch_out / "index.html").read_text()
-    assert capsys.readouterr().out.strip().endswith("index.html")
-    assert main(["report", str(batch_out / "nope")]) == 2
+    try:
+        assert main(["report", str(batch_out), "--title", "My run"]) == 0
+        assert "<title>My run</title>" in (batch_out / "index.html").read_text()
+        assert capsys.readouterr().out.strip().endswith("index.html")
+        assert main(["report", str(batch_out / "nope")]) == 2
+    finally:
+        write_report(batch_out)
 
 
 @pytest.mark.browser
