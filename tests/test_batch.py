@@ -288,8 +288,8 @@ KILL_SCRIPT = textwrap.dedent(
     from rdex.rde import preset
     from tiny_models import colour_classifier
 
-    run_batch(sys.argv[1], sys.argv[2], model=colour_classifier(delay=0.01),
-              methods=["cartoonx", "pixel-rde"], configs=preset("preview", steps=8, samples=2),
+    run_batch(sys.argv[1], sys.argv[2], model=colour_classifier(delay=0.02),
+              methods=["cartoonx", "pixel-rde"], configs=preset("preview", steps=4, samples=2),
               size=32, batch_size=1, progress=False)
     """
 )
@@ -323,7 +323,7 @@ def test_sigkill_mid_run_loses_nothing_and_nothing_is_done_twice(tmp_path: Path)
         out,
         model=colour_classifier(),
         methods=["cartoonx", "pixel-rde"],
-        configs=preset("preview", steps=8, samples=2),
+        configs=preset("preview", steps=4, samples=2),
         size=SIZE,
         batch_size=1,
         progress=False,
@@ -461,3 +461,21 @@ def test_ray_missing_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(ValueError, match=r"rdex\[dist\]"):
         run_batch(tmp_path / "in", tmp_path / "out", model=colour_classifier(), configs=CONFIG,
                   size=SIZE, ray=RayOptions(), progress=False)  # fmt: skip
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_workers_that_cannot_load_the_model_give_a_clear_error(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    make_image(tmp_path / "in" / "x.png", "red", size=SIZE)
+    with pytest.raises(ValueError, match="Ray workers could not start: .*no_such_module"):
+        run_batch(
+            tmp_path / "in",
+            tmp_path / "out",
+            model="no_such_module:factory",
+            configs=CONFIG,
+            size=SIZE,
+            ray=RayOptions(num_cpus=2),
+            progress=False,
+        )
+    assert read_manifest(tmp_path / "out") == []

@@ -1154,6 +1154,13 @@ def _run_ray(
             ray.shutdown()
 
 
+def _ray_cause(exc: BaseException) -> str:
+    """The root cause in a Ray error's text (its last ``SomeError: message`` line)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    causes = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+    return causes[-1] if causes else _reason(exc)
+
+
 def _drive(
     ray: Any, actors: list[Any], todo: list[_Pending], writer: _Writer, per_task: int
 ) -> None:
@@ -1165,6 +1172,8 @@ def _drive(
     alive = list(actors)
     in_flight: dict[Any, tuple[Any, list[_Pending]]] = {}
     exhausted = False
+    succeeded = False
+    cause: str | None = None
     while True:
         while not exhausted and alive:
             actor = min(alive, key=lambda a: load[id(a)])
@@ -1181,6 +1190,9 @@ def _drive(
             if not exhausted and not alive:
                 for group in groups:
                     writer.lost(group, "no Ray workers left")
+            if not succeeded and cause is not None:
+                # Not one task ran: a setup problem (model not loadable on the workers, ...).
+                raise ValueError(f"the Ray workers could not start: {cause}")
             return
         ready, _ = ray.wait(list(in_flight), num_returns=1)
         for ref in ready:
@@ -1191,6 +1203,8 @@ def _drive(
             except (RayActorError, WorkerCrashedError) as exc:
                 if actor in alive:
                     alive.remove(actor)
-                writer.lost(group, f"worker died: {_reason(exc)}")
+                cause = _ray_cause(exc)
+                writer.lost(group, f"worker died: {cause}")
                 continue
+            succeeded = True
             writer.write(group, outcomes)
