@@ -141,9 +141,17 @@ def test_rate_distortion_over_wavelet_bands_keeps_everything_at_one() -> None:
 
 def test_top_fraction_mask_and_auc() -> None:
     scores = torch.tensor([[0.1, 0.9, 0.5, 0.5]])
-    assert M.top_fraction_mask(scores, 0.5).tolist() == [[0.0, 1.0, 1.0, 0.0]]
+    assert M.top_fraction_mask(scores, 0.5, tie_seed=None).tolist() == [[0.0, 1.0, 1.0, 0.0]]
+    half = M.top_fraction_mask(scores, 0.5)
+    assert half[0, 1] == 1 and half[0, 2:].sum() == 1 and half.sum() == 2  # one of the tied pair
+    torch.testing.assert_close(half, M.top_fraction_mask(scores, 0.5))  # deterministic
+    # Ties are not broken by position: a flat mask keeps entries from everywhere.
+    flat = M.top_fraction_mask(torch.zeros(1, 1000), 0.5)
+    assert 200 < int(flat[0, :500].sum()) < 300  # about half of the 500 kept
     assert M.top_fraction_mask(scores, 0.0).sum() == 0
     assert M.top_fraction_mask(scores, 1.0).sum() == 4
+    order = M.rank_order(torch.tensor([[3.0, 1.0, 2.0]]))
+    assert order.tolist() == [[0, 2, 1]]
     f = torch.tensor([0.0, 0.5, 1.0])
     assert float(M.area_under_curve(f, torch.tensor([[1.0, 1.0, 1.0]]))[0]) == pytest.approx(1.0)
     assert float(M.area_under_curve(f, torch.tensor([[0.0, 0.5, 1.0]]))[0]) == pytest.approx(0.5)

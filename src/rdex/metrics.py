@@ -56,6 +56,7 @@ __all__ = [
     "Evaluation",
     "area_under_curve",
     "top_fraction_mask",
+    "rank_order",
     "rate_distortion_curve",
     "obfuscated_outputs",
     "deletion_curve",
@@ -147,10 +148,25 @@ def _check_fractions(fractions: Sequence[float] | Tensor | None) -> Tensor:
     return f
 
 
-def top_fraction_mask(scores: Tensor, fraction: float) -> Tensor:
+def rank_order(scores: Tensor, *, tie_seed: int | None = 0) -> Tensor:
+    """Indices ``(B, k)`` that sort every row of ``scores`` from the highest to the lowest value.
+
+    Masks are often flat (many entries at exactly 0 or 1), so the order among equal scores matters
+    for curves; it is a seeded random permutation (``tie_seed``; ``None``: by position), the same
+    for every row, so that no region of the image is favoured and results are reproducible.
+    """
+    k = scores.shape[1]
+    if tie_seed is None:
+        return torch.argsort(scores, dim=1, descending=True, stable=True)
+    perm = torch.randperm(k, generator=torch.Generator().manual_seed(tie_seed)).to(scores.device)
+    order = torch.argsort(scores[:, perm], dim=1, descending=True, stable=True)
+    return perm[order]
+
+
+def top_fraction_mask(scores: Tensor, fraction: float, *, tie_seed: int | None = 0) -> Tensor:
     """Binary mask keeping the ``round(fraction * k)`` highest scores of every row.
 
-    Ties are broken by position (stable sort), so the result is deterministic.
+    Ties are broken as in :func:`rank_order` (deterministic for a given ``tie_seed``).
 
     Args:
         scores: Scores ``(B, k)``.
@@ -163,7 +179,7 @@ def top_fraction_mask(scores: Tensor, fraction: float) -> Tensor:
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
     k = scores.shape[1]
     count = int(round(fraction * k))
-    order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    order = rank_order(scores, tie_seed=tie_seed)
     keep = torch.zeros_like(scores)
     if count:
         keep.scatter_(1, order[:, :count], 1.0)
@@ -426,7 +442,7 @@ def _pixel_curve(
     scores = attr.sum(dim=1).reshape(batch, -1)
     target_idx, _ = _target_index(model, x, target, model_output)
     base = make_baseline(x, baseline)
-    order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    order = rank_order(scores)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(height * width, device=x.device).expand(batch, -1))
     frac = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
