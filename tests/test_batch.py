@@ -258,6 +258,16 @@ def test_only_misclassified_and_true_target(tmp_path: Path) -> None:
         assert r["target"] == r["true_label"] != r["prediction"]
         assert r["target_label"] == r["name"].split("/")[0]
 
+    # One named class for every image; an unknown one is a usage error before any work.
+    fixed = run_batch(tmp_path / "tree", tmp_path / "o3", model=colour_classifier(),
+                      configs=CONFIG, size=SIZE, target="blue", progress=False)  # fmt: skip
+    assert fixed.explained == 5
+    assert {r["target_label"] for r in read_manifest(tmp_path / "o3")} == {"blue"}
+    with pytest.raises(ValueError, match="unknown target label 'purple'"):
+        run_batch(tmp_path / "tree", tmp_path / "o4", model=colour_classifier(),
+                  configs=CONFIG, size=SIZE, target="purple", progress=False)  # fmt: skip
+    assert read_manifest(tmp_path / "o4") == []
+
     plain = tmp_path / "plain"
     make_image(plain / "x.png", "red", size=SIZE)
     with pytest.raises(ValueError, match="needs true labels"):

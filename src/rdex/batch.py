@@ -497,17 +497,24 @@ def _decode(data: bytes, name: str, size: int, fit: str) -> Tensor:
             raise ValueError(str(exc).replace(str(path), name)) from None
 
 
-def _label_lookup(model: nn.Module, label: str | None) -> int | None:
+def _label_lookup(model: nn.Module, label: str | None, *, strict: bool = False) -> int | None:
+    """Class index of a label name or index with the model's ``label_index``.
+
+    Unknown labels give ``None`` (a true label the model does not know), or a ``ValueError``
+    when ``strict`` (a target the user asked for).
+    """
     if label is None:
         return None
-    if label.lstrip("-").isdigit():
-        return int(label)
     lookup = getattr(model, "label_index", None)
-    if lookup is None:
-        return None
     try:
-        return int(lookup(label))
-    except (KeyError, ValueError, IndexError):
+        if lookup is not None:
+            return int(lookup(label))
+        if label.strip().isdigit():
+            return int(label)
+        raise ValueError("the model has no label names; give the class index")
+    except (KeyError, ValueError, IndexError) as exc:
+        if strict:
+            raise ValueError(f"unknown target label {label!r}: {exc}") from None
         return None
 
 
@@ -524,6 +531,11 @@ class _Explainer:
         self.settings = settings
         self.device = device
         self.labels = _model_labels(model)
+        self.fixed_target = (
+            None
+            if settings.target in ("pred", "true")
+            else _label_lookup(model, settings.target, strict=True)
+        )
         self._methods: dict[str, Any] = {}
 
     def _method(self, name: str) -> Any:
@@ -594,10 +606,8 @@ class _Explainer:
                 known = true[i]
                 targets.append(known if known is not None else preds[i])
             else:
-                label = _label_lookup(self.model, s.target)
-                if label is None:
-                    raise ValueError(f"unknown target label {s.target!r}")
-                targets.append(label)
+                assert self.fixed_target is not None
+                targets.append(self.fixed_target)
         xs = x[chosen]
         result = method.explain(xs, target=torch.tensor(targets, device=x.device))
         result = result.to("cpu")
