@@ -314,3 +314,37 @@ def test_resolve_methods_aliases_and_errors() -> None:
         resolve_methods("cartoonx,gradcam")
     with pytest.raises(ValueError, match="no methods"):
         resolve_methods(" , ")
+
+
+def residual_net() -> nn.Module:
+    """Factory for the architecture table test."""
+    return Residual()
+
+
+def vgg_net() -> nn.Module:
+    """Factory for the architecture table test."""
+    return vgg_like(bias=False, bn=True)
+
+
+def test_check_architectures_table() -> None:
+    from rdex.baselines import check_architectures, format_check_table
+
+    names = ["tests.test_baselines:vgg_net", "tests.test_baselines:residual_net", "nope:missing"]
+    rows = check_architectures(names, size=32, progress=False)
+    assert [r["lrp"] for r in rows[:2]] == ["ok", "refused"]
+    assert rows[0]["weights"] == "loaded" and rows[0]["guided-backprop"] == "ok"
+    assert rows[2]["weights"] == "-" and rows[2]["notes"].startswith("cannot build")
+    table = format_check_table(rows).splitlines()
+    assert table[0].split() == [
+        "MODEL",
+        "WEIGHTS",
+        "INTEGRATED-GRADIENTS",
+        "SMOOTHGRAD",
+        "GUIDED-BACKPROP",
+        "LRP",
+    ]
+    assert table[2].split()[-1] == "refused"
+    assert any(
+        line.startswith("tests.test_baselines:residual_net: lrp: LRP not available")
+        for line in table
+    )

@@ -61,6 +61,9 @@ __all__ = [
     "resolve_methods",
     "get_attribution",
     "check_baselines",
+    "check_architectures",
+    "format_check_table",
+    "QUICK_SETTINGS",
 ]
 
 #: Default relative tolerance of LRP's conservation check: ``|sum(R) - logit| <= LRP_RTOL * |logit|``.
@@ -492,8 +495,16 @@ def get_attribution(name: str) -> Attribution:
     return ATTRIBUTIONS[resolve_methods(name)[0]]
 
 
+#: Cheap settings for applicability checks: whether a method runs and is valid on a model, not the
+#: quality of its map.
+QUICK_SETTINGS: dict[str, dict[str, Any]] = {
+    "integrated-gradients": {"n_steps": 4, "internal_batch_size": 4},
+    "smoothgrad": {"samples": 2},
+}
+
+
 def check_baselines(
-    model: nn.Module, x: Tensor, *, target: Any = None
+    model: nn.Module, x: Tensor, *, target: Any = None, quick: bool = True
 ) -> dict[str, tuple[str, str]]:
     """Which baselines apply to ``model``: per method a status (``ok``, ``warning``, ``refused``,
     ``error``) and a message, from running each on ``x`` (small images suffice).
@@ -502,13 +513,15 @@ def check_baselines(
         model: Classifier.
         x: Images ``(B, C, H, W)`` in ``[0, 1]``.
         target: Label per image; the prediction by default.
+        quick: Use :data:`QUICK_SETTINGS` (few IG steps and SmoothGrad samples).
     """
     report: dict[str, tuple[str, str]] = {}
     for name in BASELINES:
+        settings = QUICK_SETTINGS.get(name, {}) if quick else {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", BaselineWarning)
             try:
-                ATTRIBUTIONS[name](model, x, target=target)
+                ATTRIBUTIONS[name](model, x, target=target, **settings)
             except UnsupportedModelError as exc:
                 report[name] = ("refused", str(exc))
                 continue
@@ -518,3 +531,85 @@ def check_baselines(
         found = [str(w.message) for w in caught if issubclass(w.category, BaselineWarning)]
         report[name] = ("warning", found[0]) if found else ("ok", "")
     return report
+
+
+def _architecture(name: str) -> tuple[nn.Module, str]:
+    """The classifier ``name`` with its weights if present, else its architecture with random
+    weights (the conservation and activation checks depend on the layers, not the weights)."""
+    from rdex.models import imagenet_labels, load_classifier, wrap_classifier
+
+    try:
+        return load_classifier(name), "loaded"
+    except FileNotFoundError:
+        pass
+    kind, _, arch = name.partition(":")
+    torch.manual_seed(0)
+    if kind == "torchvision":
+        from torchvision.models import get_model
+
+        extra: dict[str, Any] = {}
+        if arch in ("inception_v3", "googlenet"):
+            extra = {"aux_logits": False, "init_weights": True}
+        net = get_model(arch, weights=None, **extra)
+    elif kind == "timm":
+        import timm
+
+        net = timm.create_model(arch, pretrained=False)
+    else:
+        raise FileNotFoundError(f"no weights for {name}")
+    return wrap_classifier(net, labels=imagenet_labels(), name=name), "random"
+
+
+def check_architectures(
+    names: Sequence[str], *, size: int = 112, progress: bool = True
+) -> list[dict[str, str]]:
+    """:func:`check_baselines` for several models (``rdex models --check-baselines``).
+
+    Each model is checked on the ``chelsea`` sample at ``size`` pixels (at its native input size
+    when it needs one, e.g. ViTs). Models whose weights are missing are checked with random
+    weights: LRP's conservation and Guided Backprop's activations depend on the layers.
+
+    Returns:
+        One row per model: ``model``, ``weights`` (loaded / random / -), one status per baseline
+        and ``notes`` (the messages).
+    """
+    from tqdm.auto import tqdm
+
+    from rdex.images import sample_image
+
+    rows = []
+    for name in tqdm(list(names), desc="checking baselines", unit="model", disable=not progress):
+        row: dict[str, str] = {"model": name}
+        try:
+            model, weights = _architecture(name)
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            rows.append(row | {"weights": "-", "notes": f"cannot build: {exc}"})
+            continue
+        side = size
+        if "vit" in name:
+            side = getattr(model, "input_size", None) or 224
+        x = sample_image("chelsea", size=side)[None]
+        report = check_baselines(model, x)
+        row["weights"] = weights
+        notes = []
+        for method, (status, message) in report.items():
+            row[method] = status
+            if message:
+                notes.append(f"{method}: {message}")
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    return rows
+
+
+def format_check_table(rows: Sequence[dict[str, str]]) -> str:
+    """The rows of :func:`check_architectures` as a plain-text table with notes below."""
+    cols = ["model", "weights", *BASELINES]
+    table = [[c.upper() for c in cols]] + [[r.get(c, "-") for c in cols] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table
+    ]
+    notes = [f"{r['model']}: {r['notes']}" for r in rows if r.get("notes")]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    return "\n".join(lines)

@@ -69,6 +69,7 @@ __all__ = [
     "dwt_figure",
     "mask_from_npz",
     "grid_axes",
+    "default_lambda_k",
 ]
 
 #: Methods whose registry entry returns an RDE explanation picture rather than an attribution.
@@ -78,6 +79,16 @@ SweepParam = Literal["lambda-k", "obfuscation", "distortion"]
 
 #: One cell of a map grid: a picture ``(1, H, W)``, or a string saying why there is none.
 Cell = Tensor | str
+
+
+def default_lambda_k(method: str) -> float:
+    """The default sparsity ``lambda_k`` of an RDE method (CartoonX 20, Pixel RDE 4)."""
+    from rdex.methods import METHODS
+
+    value = getattr(METHODS[method], "default_lambda_k", None)
+    if value is None:
+        raise ValueError(f"{method!r} is not an RDE method")
+    return float(value)
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
@@ -414,7 +425,7 @@ def sweep(
     outer = _bar(len(x) * sum(len(v) for v in per_method.values()), f"sweep {param}", progress)
     for m in methods:
         cls = METHODS[m]
-        base = configs.get(m) or preset("fast", lambda_k=cls.default_lambda_k)
+        base = configs.get(m) or preset("fast", lambda_k=default_lambda_k(m))
         for value in per_method[m]:
             cfg, obf = base, obfuscation
             if param == "lambda-k":

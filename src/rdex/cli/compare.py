@@ -100,12 +100,13 @@ def targets(model: Any, spec: str, trues: Sequence[int | None]) -> Any:
 
 def rde_settings(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Registry settings of the RDE methods from the RDE arguments (each with its default lambda_k)."""
+    from rdex.figures import default_lambda_k
     from rdex.methods import METHODS
 
     settings: dict[str, dict[str, Any]] = {}
     for m in methods:
         if m in METHODS:
-            cfg = rde_config(args, lambda_k=METHODS[m].default_lambda_k)
+            cfg = rde_config(args, lambda_k=default_lambda_k(m))
             settings[m] = {"config": cfg, "obfuscation": args.obfuscation}
             print(
                 f"{m}: preset {args.preset}, lambda_k={cfg.lambda_k:g}, steps={cfg.steps}, "
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or stem("compare", names)
     fig = compare_figure(comparison, true_labels=trues, title=f"{args.model}")
     paths = save_figure(fig, out / f"{name}.png", pdf=args.pdf)
-    arrays = {
+    arrays: dict[str, Any] = {
         f"{m}_{i}": cell.numpy()
         for m, cells in comparison.maps.items()
         for i, cell in enumerate(cells)

@@ -14,6 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Any torchvision classification model (torchvision:NAME), timm model (timm:NAME), "
         "TorchScript file or package.module:factory also works with --model.",
     )
+    p.add_argument(
+        "--check-baselines",
+        action="store_true",
+        help="run IG, SmoothGrad, Guided Backprop and LRP on each listed model and print which "
+        "apply (random weights where the trained ones are missing)",
+    )
     p.set_defaults(func=run)
 
 
@@ -21,6 +27,11 @@ def run(args: argparse.Namespace) -> int:
     from rdex.models import available_models
 
     infos = available_models()
+    if args.check_baselines:
+        from rdex.baselines import check_architectures, format_check_table
+
+        print(format_check_table(check_architectures([m.name for m in infos])))
+        return 0
     rows = [("MODEL", "WEIGHTS", "SOURCE", "WHERE")]
     rows += [(m.name, "yes" if m.weights_present else "missing", m.source, m.where) for m in infos]
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
