@@ -84,6 +84,7 @@ def test_page_content_and_escaping(batch_out: Path) -> None:
     assert page.count("<article ") == 7
     assert page.count('data-misclassified="1"') == 2
     assert page.count('data-status="error"') == 1
+    assert page.count('class="pred wrong"') == 2 and page.count('class="pred right"') == 4
     # Every picture is referenced relatively and exists.
     srcs = [s.split('"')[0] for s in page.split('src="')[1:]]
     assert len(srcs) == 6 * 3

@@ -130,14 +130,15 @@ def _card_html(out: Path, card: ImageCard) -> str:
         target = _label(r.get("target_label"), r.get("target"))
         caption = (
             f"<b>{esc(title)}</b> for {esc(str(target))}<br>"
-            f"distortion {float(r.get('final_distortion') or 0):.4f} · "
+            f"distortion {float(r.get('final_distortion') or 0):.3g} · "
             f"{float(r.get('runtime_s') or 0):.1f} s"
         )
         figures.append(_figure(src, f"{title} explanation of {card.name}", caption))
 
     labels = []
     if card.predicted is not None and first is not None:
-        cls = "wrong" if card.misclassified else ("right" if card.true_label is not None else "")
+        correct = any(r.get("misclassified") is False for r in card.ok_records)
+        cls = "wrong" if card.misclassified else ("right" if correct else "")
         labels.append(
             f'<span class="pred {cls}">predicted: {esc(card.predicted)} '
             f"({_percent(first.get('prediction_prob'))})</span>"
