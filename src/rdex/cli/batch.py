@@ -64,7 +64,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     ray = p.add_argument_group("Ray (needs the 'dist' extra)")
-    ray.add_argument("--ray", action="store_true", help="run on a local Ray runtime")
+    ray.add_argument(
+        "--ray",
+        action="store_true",
+        help="run on a local Ray runtime (workers use CUDA when --gpus-per-task > 0; --device is ignored)",
+    )
     ray.add_argument(
         "--ray-address",
         default=None,
