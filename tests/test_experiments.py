@@ -73,7 +73,7 @@ def test_artifacts_experiment_writes_table_figure_and_summary(tmp_path: Path) ->
         target = int(ctx.probs(ctx.batch(["rocket"])).argmax())
         p = float(ctx.probs(res.explanation_rgb)[0, target])
         assert float(row["p_target_retained"]) == pytest.approx(p, rel=1e-4)
-    assert len(result.claims) == 2 and all(isinstance(c.held, bool) for c in result.claims)
+    assert len(result.claims) == 3 and all(isinstance(c.held, bool) for c in result.claims)
     fig = tmp_path / result.figures[0]
     assert fig.exists() and fig.stat().st_size < 300_000
     saved = load_summary(tmp_path, "artifacts")
@@ -226,3 +226,26 @@ def test_saved_record_reprs_round_trip() -> None:
         assert repr(make_obfuscation(back)) == repr(make_obfuscation(spec))
     with pytest.raises(ValueError):
         representation_from_repr("Curvelet()")
+
+
+def test_evaluate_batch_folder(tmp_path: Path) -> None:
+    from rdex.batch import run_batch
+    from rdex.images import sample_image, save_image
+    from rdex.rde import preset
+
+    images = tmp_path / "in"
+    for name in ("chelsea", "coffee"):
+        save_image(sample_image(name, size=32), images / f"{name}.png")
+    out = tmp_path / "out"
+    run_batch(
+        images, out, model="tests.tiny_models:colour_net", methods=("cartoonx", "pixel-rde"),
+        configs=preset("preview", steps=2, samples=2), size=32, progress=False,
+    )  # fmt: skip
+    args = parse("evaluate", [str(out), "--eval-samples", "2", "--eval-steps", "4", "--no-curves"])
+    assert args.func(args) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert sorted((r["image"], r["method"]) for r in rows) == [
+        ("chelsea.png", "cartoonx"), ("chelsea.png", "pixel-rde"),
+        ("coffee.png", "cartoonx"), ("coffee.png", "pixel-rde"),
+    ]  # fmt: skip
+    assert "rd_auc" not in rows[0] and float(rows[0]["mask_l1"]) > 0

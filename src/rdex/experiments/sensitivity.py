@@ -39,6 +39,8 @@ TITLE = "Sensitivity to sparsity, distortion and obfuscation (A.3, Figs. 7-9)"
 LAMBDAS = {"cartoonx": (20.0, 40.0, 80.0), "pixel-rde": (4.0, 8.0, 16.0)}
 DISTORTIONS = ("label", "max-label", "l2", "kl")
 OBFUSCATIONS = ("gaussian", "zeros")
+#: SSIM differences up to this are too small to decide the lambda claim.
+SSIM_MARGIN = 0.02
 #: Images of the sweeps (the first of the settings' images by default).
 IMAGES = 1
 
@@ -149,9 +151,10 @@ def run(ctx: Context) -> ExperimentResult:
     claims = [
         Claim(
             "CartoonX varies less with lambda than Pixel RDE (A.3.1).",
-            cx_ret > px_ret,
+            None if abs(cx_ret - px_ret) <= SSIM_MARGIN else cx_ret > px_ret,
             f"mean SSIM between neighbouring lambdas, masked images: CartoonX {fmt(cx_ret)}, Pixel RDE "
-            f"{fmt(px_ret)}; shown pictures: CartoonX {fmt(cx_pic)}, Pixel RDE {fmt(px_pic)}",
+            f"{fmt(px_ret)}; shown pictures: CartoonX {fmt(cx_pic)}, Pixel RDE {fmt(px_pic)} (undecided "
+            f"when the masked-image SSIMs differ by at most {SSIM_MARGIN})",
         ),
         Claim(
             "The distortions give nearly the same CartoonX (A.3.3: label, max-label and l2 "
