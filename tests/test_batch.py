@@ -92,6 +92,27 @@ def test_find_inputs_folder_tree_and_list(tmp_path: Path) -> None:
         find_inputs(tmp_path / "empty")
 
 
+def test_true_labels_resolve_by_name_index_or_wordnet_id() -> None:
+    from torch import nn
+
+    from rdex.batch import _label_lookup
+    from rdex.models import wrap_classifier
+
+    imagenet = wrap_classifier(
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1000)), name="in1k"
+    )
+    assert imagenet.labels[281] == "tabby"
+    for label in ("281", "tabby", "tabby cat", "n02123045"):
+        assert _label_lookup(imagenet, label) == 281, label
+    assert _label_lookup(imagenet, "n99999999") is None
+    assert _label_lookup(imagenet, "no such class") is None
+    assert _label_lookup(imagenet, "1000") is None
+    with pytest.raises(ValueError, match="unknown target label"):
+        _label_lookup(imagenet, "no such class", strict=True)
+    colour = colour_classifier()
+    assert [_label_lookup(colour, x) for x in ("blue", "0", "n02123045")] == [2, 0, None]
+
+
 # ------------------------------------------------------------------------------ local runs
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -497,6 +498,19 @@ def _decode(data: bytes, name: str, size: int, fit: str) -> Tensor:
             raise ValueError(str(exc).replace(str(path), name)) from None
 
 
+_WNID = re.compile(r"^n\d{8}$")
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet_synsets() -> list[str]:
+    """WordNet ids of the 1000 ImageNet classes in index order (timm ships the list)."""
+    try:
+        from timm.data import ImageNetInfo
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return []
+    return list(ImageNetInfo().label_names())
+
+
 def _label_lookup(model: nn.Module, label: str | None, *, strict: bool = False) -> int | None:
     """Class index of a label name or index with the model's ``label_index``.
 
@@ -505,6 +519,12 @@ def _label_lookup(model: nn.Module, label: str | None, *, strict: bool = False) 
     """
     if label is None:
         return None
+    labels = getattr(model, "labels", None)
+    if _WNID.match(label.strip()) and labels is not None and len(labels) == 1000:
+        # ImageNet folders are often named by WordNet id (n02123045 = tabby).
+        synsets = _imagenet_synsets()
+        if label.strip() in synsets:
+            return synsets.index(label.strip())
     lookup = getattr(model, "label_index", None)
     try:
         if lookup is not None:
