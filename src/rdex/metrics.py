@@ -774,10 +774,13 @@ def hallucination_score(
             f"explanations {tuple(explanation.shape)} do not match images {tuple(x.shape)}"
         )
     scores, fractions, n_in, n_ex = [], [], [], []
-    kw = {"sigma": sigma, "low_threshold": low_threshold, "high_threshold": high_threshold}
     for xi, ei in zip(x, explanation, strict=True):
-        edges_x = edge_map(xi, **kw)
-        edges_e = edge_map(ei, **kw)
+        edges_x = edge_map(
+            xi, sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold
+        )
+        edges_e = edge_map(
+            ei, sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold
+        )
         near = binary_dilation(edges_x, structure=disk(tolerance)) if tolerance > 0 else edges_x
         hallucinated = int(np.count_nonzero(edges_e & ~near))
         count_x = int(np.count_nonzero(edges_x))

@@ -298,7 +298,7 @@ def _evaluate_images(
     rows = []
     for method in methods:
         if method in METHODS:
-            cls = METHODS[method]
+            cls: Any = METHODS[method]
             config = rde_config(args, lambda_k=cls.default_lambda_k)
             explainer = cls(
                 model, config=config, obfuscation=args.obfuscation, distortion=config.distortion

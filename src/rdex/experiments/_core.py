@@ -186,7 +186,7 @@ class Context:
         """An RDE method (``cartoonx``/``pixel-rde``) with the settings' schedule and overrides."""
         from rdex.methods import METHODS
 
-        cls = METHODS[method]
+        cls: Any = METHODS[method]
         overrides.setdefault("lambda_k", cls.default_lambda_k)
         config = self.settings.config(**overrides)
         return cls(self.model, config=config, obfuscation=obfuscation, distortion=config.distortion)

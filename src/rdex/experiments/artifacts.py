@@ -16,6 +16,8 @@ ratio as ``lambda_k = 0.08`` against an unscaled distortion. We use ``lambda_k =
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from rdex import metrics as M
@@ -43,7 +45,7 @@ def run(ctx: Context) -> ExperimentResult:
     p_other = ctx.probs(other).cpu()
     p_sky = ctx.probs(sky.to(ctx.device)).cpu()
     target = int(p_other[0].argmax())
-    rows = []
+    rows: list[dict[str, Any]] = []
     pictures = [[(sky[0], "gray", f"sky: p({ctx.label(target)})={float(p_sky[0, target]):.3f}")]]
     other_img = other[0].cpu()
     pictures[0].append(
@@ -107,13 +109,16 @@ def run(ctx: Context) -> ExperimentResult:
         label = "Pixel RDE" if method == "pixel-rde" else "CartoonX"
         pictures[0].append((result.explanation[0], cmap, f"{label} explanation"))
         obf_row.append(
-            (retained[0], "gray", f"{label}: mask on sky, p={float(p_retained[0, target]):.3f}")
+            (retained[0], "gray", f"{label} masked sky p={float(p_retained[0, target]):.3f}")
         )
-        obf_row.append((y[0], "gray", f"{label}: one obfuscation"))
+        obf_row.append((y[0], "gray", f"{label} obfuscation"))
     pictures.append(obf_row)
     csv_path = write_csv(out / "artifacts.csv", rows)
     fig = image_grid(
-        pictures, out / "artifacts.png", title=f"explaining the sky towards {OTHER}'s output"
+        pictures,
+        out / "artifacts.png",
+        cell=2.1,
+        title=f"explaining the sky towards {OTHER}'s output",
     )
 
     cx, px = rows

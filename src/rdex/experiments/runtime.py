@@ -12,6 +12,7 @@ pass; on a machine shared with other jobs the numbers are upper bounds.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 
@@ -53,7 +54,7 @@ def run(ctx: Context) -> ExperimentResult:
     x = ctx.batch([name])
     with torch.no_grad():
         ctx.model(x)  # warm-up
-    rows = []
+    rows: list[dict[str, Any]] = []
     for method in ("cartoonx", "pixel-rde"):
         explainer = ctx.explainer(method)
         cfg = explainer.config

@@ -16,6 +16,7 @@ Three sweeps, each changing one hyperparameter with the others fixed:
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -63,7 +64,7 @@ def run(ctx: Context) -> ExperimentResult:
     out = ctx.out / NAME
     out.mkdir(parents=True, exist_ok=True)
     names = list(ctx.settings.images[:IMAGES])
-    rows_lambda: list[dict] = []
+    rows_lambda: list[dict[str, Any]] = []
     pictures: list[list[tuple[Tensor, str, str]]] = []
     lam_ssim: dict[str, dict[str, list[float]]] = {}
     for method, lambdas in LAMBDAS.items():
@@ -96,7 +97,7 @@ def run(ctx: Context) -> ExperimentResult:
 
     # Distortions (CartoonX, default lambda).
     dist_results = {d: ctx.explain("cartoonx", names, distortion=d)[1] for d in DISTORTIONS}
-    rows_dist = []
+    rows_dist: list[dict[str, Any]] = []
     dist_pics = []
     for i, name in enumerate(names):
         dist_pics.append(
@@ -110,7 +111,7 @@ def run(ctx: Context) -> ExperimentResult:
     pictures.extend(dist_pics)
 
     # Obfuscations (CartoonX, default lambda), scored by the metrics.
-    rows_obf = []
+    rows_obf: list[dict[str, Any]] = []
     evals = {}
     obf_pics = []
     for obf in OBFUSCATIONS:
