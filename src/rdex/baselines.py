@@ -535,7 +535,7 @@ def check_baselines(
 
 def _architecture(name: str) -> tuple[nn.Module, str]:
     """The classifier ``name`` with its weights if present, else its architecture with random
-    weights (the conservation and activation checks depend on the layers, not the weights)."""
+    weights and zero biases (the conservation and activation checks are about the layers)."""
     from rdex.models import imagenet_labels, load_classifier, wrap_classifier
 
     try:
@@ -557,6 +557,12 @@ def _architecture(name: str) -> tuple[nn.Module, str]:
         net = timm.create_model(arch, pretrained=False)
     else:
         raise FileNotFoundError(f"no weights for {name}")
+    with torch.no_grad():
+        # Random biases dwarf the tiny activations of an untrained net and leak relevance that
+        # trained biases would not; without them, conservation tests only the rules' coverage.
+        for pname, param in net.named_parameters():
+            if pname.endswith("bias"):
+                param.zero_()
     return wrap_classifier(net, labels=imagenet_labels(), name=name), "random"
 
 
@@ -567,7 +573,8 @@ def check_architectures(
 
     Each model is checked on the ``chelsea`` sample at ``size`` pixels (at its native input size
     when it needs one, e.g. ViTs). Models whose weights are missing are checked with random
-    weights: LRP's conservation and Guided Backprop's activations depend on the layers.
+    weights and zero biases: LRP's conservation and Guided Backprop's activations depend on the
+    layers (random biases would leak relevance that trained ones do not).
 
     Returns:
         One row per model: ``model``, ``weights`` (loaded / random / -), one status per baseline
