@@ -1,0 +1,65 @@
+"""Result I/O: atomic writes and what the saved files hold."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import torch
+from torch import nn
+
+from rdex.io import atomic_write_bytes, atomic_write_text, result_record, save_result
+from rdex.methods import CartoonX
+from rdex.rde import RDEConfig
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "sub" / "f.txt"
+    atomic_write_text(target, "old")
+    atomic_write_bytes(target, b"new contents")
+    assert target.read_bytes() == b"new contents"
+    assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+
+def test_failed_write_keeps_the_old_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rdex.io import atomic_write_with
+
+    target = tmp_path / "f.bin"
+    atomic_write_bytes(target, b"keep me")
+
+    def broken(buf):  # type: ignore[no-untyped-def]
+        buf.write(b"partial")
+        raise RuntimeError("disk on fire")
+
+    try:
+        atomic_write_with(target, broken)
+    except RuntimeError:
+        pass
+    assert target.read_bytes() == b"keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_save_result_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    x = torch.rand(2, 3, 32, 32)
+    result = CartoonX(net, config=RDEConfig(steps=3, samples=2)).explain(x)
+    paths = save_result(result, tmp_path, "img", 1, labels=["a", "b", "c"], extra={"image": "img"})
+    data = np.load(paths["npz"])
+    np.testing.assert_allclose(data["mask_flat"], result.mask_flat[1].numpy())
+    for i, m in enumerate(result.mask):
+        np.testing.assert_allclose(data[f"mask_{i}"], m[1].numpy())
+    np.testing.assert_allclose(data["history_loss"], result.history["loss"][:, 1].numpy())
+    record = json.loads(paths["json"].read_text())
+    expected = result_record(result, 1, ["a", "b", "c"]) | {"image": "img"}
+    assert record == json.loads(json.dumps(expected))
+    assert record["target"] == int(result.target[1])
+    assert record["settings"]["steps"] == 3
+    assert paths["explanation"].stat().st_size > 0
