@@ -7,6 +7,7 @@ import os
 import stat
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -36,10 +37,8 @@ def test_failed_write_keeps_the_old_file(tmp_path) -> None:  # type: ignore[no-u
         buf.write(b"partial")
         raise RuntimeError("disk on fire")
 
-    try:
+    with pytest.raises(RuntimeError, match="disk on fire"):
         atomic_write_with(target, broken)
-    except RuntimeError:
-        pass
     assert target.read_bytes() == b"keep me"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
