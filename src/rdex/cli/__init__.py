@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "evaluate",
     "experiment",
     "report",
+    "bench",
 )
 
 

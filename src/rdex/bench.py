@@ -1,0 +1,754 @@
+"""Speed and time-to-quality benchmarks of CartoonX (``rdex bench``).
+
+Three pieces, all usable from Python:
+
+* :func:`reference_cartoonx`: Algorithm 1 written the straightforward way (fp32, NCHW model,
+  one Python loop, a separate noise draw per band, ``.item()`` every step, parameters frozen),
+  the yardstick rdex's optimised :class:`rdex.CartoonX` is timed against.
+* :class:`ObjectiveEvaluator`: one common scorer of the RDE objective
+  ``distortion + lambda_k * mean(s)`` for any mask, with a fixed seed and a large noise sample.
+* :func:`run_schedule` / :func:`time_to_quality`: snapshots of the mask along a run with their
+  wall-clock times, scored afterwards, plus SSIM and retained-set overlap against a reference.
+
+References:
+    Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, Algorithm 1 and A.2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import ptwt
+import torch
+from torch import Tensor, nn
+
+from rdex.distortions import get_distortion
+from rdex.methods import CartoonX
+from rdex.obfuscations import make_obfuscation
+from rdex.rde import RDEConfig
+from rdex.representations import Wavelet
+
+__all__ = [
+    "ReferenceResult",
+    "reference_cartoonx",
+    "ObjectiveEvaluator",
+    "cartoon_picture",
+    "ssim",
+    "retained_overlap",
+    "run_schedule",
+    "checkpoint_steps",
+    "peak_memory_mb",
+    "speed_benchmark",
+    "score_runs",
+    "plot_quality",
+    "plot_speed",
+]
+
+
+@dataclass
+class ReferenceResult:
+    """Output of :func:`reference_cartoonx`.
+
+    Attributes:
+        mask: Per band, rdex's layout: approximation ``(1, 1, h, w)``, then per scale coarse to
+            fine ``(1, 1, 3, h, w)`` (horizontal, vertical, diagonal).
+        loss: Monte-Carlo objective at every step (Python floats, read with ``.item()``).
+        target: Explained label.
+        runtime_s: Wall-clock time of the whole call.
+    """
+
+    mask: list[Tensor]
+    loss: list[float]
+    target: int
+    runtime_s: float
+
+
+@contextlib.contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode and ``requires_grad=False`` on every parameter; the caller's flags come back."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def reference_cartoonx(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    lambda_k: float = 20.0,
+    steps: int = 2000,
+    samples: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    target: int | None = None,
+    wavelet: str = "db3",
+    levels: int = 5,
+    mode: str = "zero",
+    noise: Literal["per-band", "fused"] = "per-band",
+) -> ReferenceResult:
+    """CartoonX written the straightforward way: the yardstick of the speed benchmark.
+
+    Algorithm 1 as the paper's code does it, with nothing rdex adds: fp32, the model in its
+    own (NCHW) memory format, one Python loop over steps, a separate noise draw per wavelet band,
+    the loss read with ``.item()`` every step, ``loss.backward()`` into the masks with the model's
+    parameters frozen, Adam at a constant learning rate, projection onto ``[0, 1]``. The reference
+    probability is computed once without gradient. One image.
+
+    Args:
+        model: Classifier on images in ``[0, 1]`` returning logits.
+        x: One image ``(1, C, H, W)`` in ``[0, 1]``.
+        lambda_k: Sparsity ``lambda * k`` (penalty ``lambda_k * mean(s)``).
+        steps: Steps ``N``.
+        samples: Noise samples ``L`` per step.
+        lr: Adam's learning rate.
+        seed: Seed of the noise generator.
+        target: Explained label (default: the prediction).
+        wavelet, levels, mode: The DWT (paper: db3, 5 scales, zero padding).
+        noise: ``"per-band"`` draws every band's noise separately (the plain way);
+            ``"fused"`` draws one vector per step and splits it, which consumes the generator
+            exactly as rdex does, so the two give the same masks (used by the tests).
+
+    Returns:
+        A :class:`ReferenceResult`.
+
+    References:
+        Kolek et al., ECCV 2022, Algorithm 1 and appendix A.2.
+    """
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(
+            f"reference_cartoonx explains one image (1, C, H, W), got {tuple(x.shape)}"
+        )
+    if noise not in ("per-band", "fused"):
+        raise ValueError(f"noise must be 'per-band' or 'fused', got {noise!r}")
+    start = time.perf_counter()
+    height, width = x.shape[-2:]
+    with _frozen(model):
+        with torch.no_grad():
+            probs = torch.softmax(model(x), dim=1)
+            label = int(probs.argmax(dim=1)) if target is None else int(target)
+            p_ref = probs[0, label]
+            coeffs = ptwt.wavedec2(x, wavelet, level=levels, mode=mode)  # type: ignore[arg-type]
+            bands = [coeffs[0]] + [torch.stack(tuple(d), dim=2) for d in coeffs[1:]]
+            # Adaptive Gaussian noise: one mean/std per scale, over channels, orientations and
+            # positions (population std), the approximation being its own group.
+            stats = [(b.mean(), b.std(correction=0)) for b in bands]
+        masks = [torch.ones((1, 1, *b.shape[2:]), requires_grad=True) for b in bands]
+        masks = [m.to(x.device).detach().requires_grad_(True) for m in masks]
+        optimizer = torch.optim.Adam(masks, lr=lr)
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        sizes = [b[0].numel() for b in bands]
+        history: list[float] = []
+        for _ in range(steps):
+            if noise == "fused":
+                z = torch.randn(samples * sum(sizes), generator=generator, device=x.device)
+                draws = z.view(samples, -1).split(sizes, dim=1)
+            else:
+                draws = tuple(
+                    torch.randn(samples, n, generator=generator, device=x.device) for n in sizes
+                )
+            obfuscated = []
+            for band, mask, (mean, std), z_band in zip(bands, masks, stats, draws, strict=True):
+                v = mean + std * z_band.reshape(samples, *band.shape[1:])
+                obfuscated.append(mask * band + (1 - mask) * v)
+            details = [
+                ptwt.WaveletDetailTuple2d(b[:, :, 0], b[:, :, 1], b[:, :, 2])
+                for b in obfuscated[1:]
+            ]
+            y = ptwt.waverec2((obfuscated[0], *details), wavelet)[..., :height, :width]
+            y = y.clamp(0.0, 1.0)
+            p = torch.softmax(model(y), dim=1)[:, label]
+            distortion = ((p_ref - p) ** 2).mean()
+            l1 = torch.cat([m.flatten() for m in masks]).mean()
+            loss = distortion + lambda_k * l1
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                for m in masks:
+                    m.clamp_(0.0, 1.0)
+            history.append(loss.item())
+    return ReferenceResult(
+        mask=[m.detach() for m in masks],
+        loss=history,
+        target=label,
+        runtime_s=time.perf_counter() - start,
+    )
+
+
+class ObjectiveEvaluator:
+    """One common scorer of the RDE objective for any CartoonX mask of one image.
+
+    ``evaluator(mask)`` returns ``distortion + lambda_k * mean(s)``, the distortion averaged over
+    a fixed set of ``samples`` obfuscations (drawn once from ``seed``), so two masks are compared
+    on the same noise and the same mask always gets the same score.
+
+    Args:
+        model: Classifier on images in ``[0, 1]``.
+        x: One image ``(1, C, H, W)``.
+        lambda_k: Sparsity ``lambda * k``.
+        target: Explained label (default: the prediction).
+        samples: Noise samples (default 256).
+        seed: Seed of the fixed noise.
+        chunk: Obfuscations per forward pass.
+        wavelet, levels, mode, obfuscation, distortion: The method (CartoonX's defaults).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        *,
+        lambda_k: float = 20.0,
+        target: int | None = None,
+        samples: int = 256,
+        seed: int = 12345,
+        chunk: int = 32,
+        wavelet: str = "db3",
+        levels: int = 5,
+        mode: str = "zero",
+        obfuscation: str = "gaussian",
+        distortion: str = "label",
+    ) -> None:
+        if x.dim() != 4 or x.shape[0] != 1:
+            raise ValueError(
+                f"the evaluator scores masks of one image (1, C, H, W), got {tuple(x.shape)}"
+            )
+        if samples < 1 or chunk < 1:
+            raise ValueError("samples and chunk must be at least 1")
+        self.model = model
+        self.x = x
+        self.lambda_k = float(lambda_k)
+        self.samples = samples
+        self.seed = seed
+        self.chunk = chunk
+        self.representation = Wavelet(wavelet, levels=levels, mode=mode)
+        self._distortion = get_distortion(distortion)
+        obf = make_obfuscation(obfuscation)
+        with _frozen(model), torch.no_grad():
+            self.reference = torch.softmax(model(x).float(), dim=1)
+            self.target = int(self.reference.argmax(dim=1)) if target is None else int(target)
+            self.bands = [b.detach() for b in self.representation.encode(x)]
+            state = obf.prepare(x, self.bands, self.representation)
+            generator = torch.Generator(device=x.device).manual_seed(seed)
+            n = 1 if obf.deterministic else samples
+            self.noise = [v[0] for v in obf.sample(state, n, [generator])]
+
+    def _masks(self, mask: Sequence[Tensor]) -> list[Tensor]:
+        if len(mask) != len(self.bands):
+            raise ValueError(f"{len(mask)} mask bands for {len(self.bands)} wavelet bands")
+        out = []
+        for m, b in zip(mask, self.bands, strict=True):
+            m = m.detach().to(device=b.device, dtype=b.dtype)
+            want = (1, 1, *b.shape[2:])
+            if m.numel() != math.prod(want):
+                raise ValueError(f"mask band of shape {tuple(m.shape)} does not fit {want}")
+            out.append(m.reshape(want))
+        return out
+
+    @torch.no_grad()
+    def distortion(self, mask: Sequence[Tensor]) -> float:
+        """Distortion of ``mask`` (per band, rdex's layout) averaged over the fixed noise."""
+        masks = self._masks(mask)
+        total = 0.0
+        count = self.noise[0].shape[0]
+        target = torch.tensor([self.target], device=self.x.device)
+        with _frozen(self.model):
+            for lo in range(0, count, self.chunk):
+                hi = min(count, lo + self.chunk)
+                mixed = [
+                    m[0] * b[0] + (1 - m[0]) * v[lo:hi]
+                    for m, b, v in zip(masks, self.bands, self.noise, strict=True)
+                ]
+                y = self.representation.decode(mixed, shape=tuple(self.x.shape[1:])).clamp(0, 1)
+                out = torch.softmax(self.model(y).float(), dim=1).unsqueeze(0)
+                total += float(self._distortion(self.reference, out, target).sum())
+        return total / count
+
+    def __call__(self, mask: Sequence[Tensor]) -> float:
+        """The objective ``distortion + lambda_k * mean(s)`` of ``mask``."""
+        masks = self._masks(mask)
+        l1 = float(torch.cat([m.flatten() for m in masks]).mean())
+        return self.distortion(masks) + self.lambda_k * l1
+
+    def picture(self, mask: Sequence[Tensor]) -> np.ndarray:
+        """The CartoonX picture of ``mask`` (see :func:`cartoon_picture`), ``(H, W)``."""
+        return cartoon_picture(self.x, self._masks(mask), self.representation)
+
+
+def cartoon_picture(x: Tensor, mask: Sequence[Tensor], representation: Wavelet) -> np.ndarray:
+    """CartoonX's explanation image: the mask on the greyscale image's DWT, inverted and clipped.
+
+    Args:
+        x: One image ``(1, C, H, W)``.
+        mask: Per band, rdex's layout.
+        representation: The wavelet representation the mask lives in.
+
+    Returns:
+        ``(H, W)`` float array in ``[0, 1]``.
+    """
+    grey = x.mean(dim=1, keepdim=True)
+    bands = representation.encode(grey)
+    with torch.no_grad():
+        pic = representation.decode(
+            [m.to(b) * b for m, b in zip(mask, bands, strict=True)], shape=tuple(grey.shape[1:])
+        )
+    return pic.clamp(0, 1)[0, 0].cpu().numpy()
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Structural similarity of two pictures in ``[0, 1]`` (scikit-image, data range 1)."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, data_range=1.0))
+
+
+def retained_overlap(a: Sequence[Tensor], b: Sequence[Tensor], threshold: float = 0.5) -> float:
+    """Intersection over union of the retained mask entries (those above ``threshold``).
+
+    Two masks that retain nothing overlap fully (1.0).
+    """
+    fa = torch.cat([m.flatten() for m in a]) > threshold
+    fb = torch.cat([m.flatten() for m in b]) > threshold
+    union = int((fa | fb).sum())
+    return 1.0 if union == 0 else int((fa & fb).sum()) / union
+
+
+def checkpoint_steps(steps: int, count: int = 24) -> list[int]:
+    """Steps (0-based, ascending, the last one included) at which to snapshot a run of ``steps``.
+
+    Roughly log-spaced early and linear late, so both fast and slow schedules get a curve.
+    """
+    if steps <= 0:
+        return []
+    grid = {steps - 1}
+    for i in range(1, count + 1):
+        grid.add(min(steps - 1, round(steps ** (i / count)) - 1))
+        grid.add(min(steps - 1, round(steps * i / count) - 1))
+    return sorted(s for s in grid if s >= 0)
+
+
+def run_schedule(
+    model: nn.Module,
+    x: Tensor,
+    config: RDEConfig,
+    *,
+    checkpoints: Sequence[int] | None = None,
+    target: Tensor | int | None = None,
+    save_path: str | os.PathLike[str] | None = None,
+    save_every: int = 0,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run CartoonX with ``config`` and snapshot the mask at ``checkpoints`` with wall-clock times.
+
+    The time of a snapshot is the optimiser's wall-clock time up to the end of that step, with the
+    time spent copying snapshots (and saving partial results) subtracted.
+
+    Args:
+        model: Classifier on images in ``[0, 1]``.
+        x: One image, ``(1, C, H, W)``.
+        config: Hyperparameters of the run.
+        checkpoints: 0-based steps to snapshot (default :func:`checkpoint_steps`).
+        target: Explained label (default: the prediction).
+        save_path: If given, the record is written there with ``torch.save`` at the end and every
+            ``save_every`` steps (atomically), so a long run leaves a partial curve behind.
+        save_every: Steps between partial saves (0: only at the end).
+        meta: Extra fields stored in the record.
+
+    Returns:
+        A record: ``steps`` (list), ``time_s`` (list), ``masks`` (per checkpoint, per band, CPU),
+        ``loss`` (the optimiser's Monte-Carlo loss per step), ``config``, ``runtime_s``,
+        ``loadavg`` (before and after), ``threads``, ``finished``.
+    """
+    from rdex.io import atomic_write_with
+
+    points = set(checkpoint_steps(config.steps) if checkpoints is None else checkpoints)
+    explainer = CartoonX(model, config=config)
+    record: dict[str, Any] = {
+        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "steps": [],
+        "time_s": [],
+        "masks": [],
+        "loadavg_start": list(os.getloadavg()),
+        "threads": torch.get_num_threads(),
+        "finished": False,
+        **(meta or {}),
+    }
+    clock = {"start": time.perf_counter(), "overhead": 0.0}
+
+    def save() -> None:
+        if save_path is not None:
+            atomic_write_with(save_path, lambda fh: torch.save(record, fh))
+
+    def on_step(step: int, masks: list[Tensor]) -> None:
+        if step == 0:
+            clock["start"] = time.perf_counter()
+            clock["overhead"] = 0.0
+        now = time.perf_counter()
+        if step in points:
+            record["steps"].append(step + 1)
+            record["time_s"].append(now - clock["start"] - clock["overhead"])
+            record["masks"].append([m.detach().to("cpu", copy=True) for m in masks])
+        if save_every and step and step % save_every == 0:
+            save()
+        clock["overhead"] += time.perf_counter() - now
+
+    explainer.callback = on_step
+    t0 = time.perf_counter()
+    result = explainer.explain(x, target=target)
+    record["runtime_s"] = time.perf_counter() - t0
+    record["loss"] = result.history["loss"][:, 0].tolist()
+    record["target"] = int(result.target[0])
+    record["loadavg_end"] = list(os.getloadavg())
+    record["finished"] = True
+    save()
+    return record
+
+
+def peak_memory_mb(device: torch.device | str = "cpu") -> float:
+    """Peak memory of this process so far in MiB: CUDA's max allocated, or the peak RSS on CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+#: Variants of the speed benchmark: what runs, and which rdex settings it uses.
+SPEED_VARIANTS: dict[str, str] = {
+    "reference": "plain Algorithm 1 (reference_cartoonx: NCHW, per-band noise, .item() per step)",
+    "rdex": "rdex.CartoonX, default settings (channels-last model copy, fused noise, no sync)",
+    "rdex-nchw": "rdex.CartoonX with channels_last=False (the channels-last lever off)",
+    "rdex-chunk16": "rdex.CartoonX with sample_chunk=16 (noise samples in chunks of 16)",
+}
+
+
+def _run_variant(
+    variant: str, model: nn.Module, x: Tensor, *, steps: int, samples: int, lambda_k: float
+) -> float:
+    """Run ``steps`` steps of ``variant`` on ``x`` (``(B, C, H, W)``); wall seconds."""
+    device = x.device
+    _sync(device)
+    start = time.perf_counter()
+    if variant == "reference":
+        for i in range(x.shape[0]):
+            reference_cartoonx(model, x[i : i + 1], lambda_k=lambda_k, steps=steps, samples=samples)
+    else:
+        changes: dict[str, Any] = {"channels_last": False} if variant == "rdex-nchw" else {}
+        if variant == "rdex-chunk16":
+            changes["sample_chunk"] = 16 * x.shape[0]
+        elif variant not in ("rdex", "rdex-nchw"):
+            raise ValueError(
+                f"unknown speed variant {variant!r}; choose from {', '.join(SPEED_VARIANTS)}"
+            )
+        CartoonX(
+            model, preset="paper", lambda_k=lambda_k, steps=steps, samples=samples, **changes
+        ).explain(x)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _memory_child(
+    variant: str, model: nn.Module, x: Tensor, steps: int, samples: int, lambda_k: float, queue: Any
+) -> None:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        _run_variant(variant, model, x, steps=steps, samples=samples, lambda_k=lambda_k)
+        queue.put(peak_memory_mb(x.device))
+    except Exception as exc:  # reported to the parent, which raises
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def _peak_rss_in_child(
+    variant: str, model: nn.Module, x: Tensor, *, steps: int, samples: int, lambda_k: float
+) -> float:
+    """Peak RSS (MiB) of a fresh process that runs ``variant``: one number per variant on CPU."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(
+        target=_memory_child, args=(variant, model, x, steps, samples, lambda_k, queue)
+    )
+    proc.start()
+    value = queue.get()
+    proc.join()
+    if isinstance(value, str):
+        raise RuntimeError(f"memory measurement of {variant} failed: {value}")
+    return float(value)
+
+
+def speed_benchmark(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    samples: int = 64,
+    steps: int = 5,
+    repeats: int = 3,
+    lambda_k: float = 20.0,
+    variants: Sequence[str] = ("reference", "rdex"),
+    memory: bool = True,
+    full_steps: int = 2000,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Per-step time of the reference loop and of rdex, interleaved in one process.
+
+    Every variant runs once as warm-up, then ``repeats`` rounds run all variants in turn (A, B,
+    A, B, ...), so load from other processes hits them alike; ratios are taken within a round.
+
+    Args:
+        model: Classifier (already on ``x``'s device).
+        x: Images ``(B, C, H, W)``; the reference explains them one after the other, rdex in one
+            batched loop.
+        samples: Noise samples ``L`` per step (paper: 64).
+        steps: Optimisation steps per timed run.
+        repeats: Rounds.
+        lambda_k: Sparsity.
+        variants: Keys of :data:`SPEED_VARIANTS`; the first is the baseline of the ratios.
+        memory: Also measure peak memory per variant (CUDA: peak allocated, reset per variant;
+            CPU: peak RSS of a fresh child process per variant).
+        full_steps: Steps of a whole explanation, for ``images_per_s`` (paper: 2000).
+        log: Progress printer.
+
+    Returns:
+        A JSON-ready dict with per-variant per-step times (median and min over rounds), ratios
+        to the baseline, images per second, peak memory, load averages and the settings.
+    """
+    say = log or (lambda _msg: None)
+    device = x.device
+    batch = x.shape[0]
+    kwargs = {"steps": steps, "samples": samples, "lambda_k": lambda_k}
+    for v in variants:
+        _run_variant(v, model, x, **{**kwargs, "steps": 1})
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    cpu_times: dict[str, list[float]] = {v: [] for v in variants}
+    loads: list[list[float]] = []
+    for r in range(repeats):
+        for v in variants:
+            loads.append(list(os.getloadavg()))
+            cpu0 = time.process_time()
+            wall = _run_variant(v, model, x, **kwargs)
+            cpu_times[v].append((time.process_time() - cpu0) / steps)
+            times[v].append(wall / steps)
+            say(f"round {r + 1}/{repeats} {v}: {wall / steps:.3f} s/step (load {loads[-1][0]:.1f})")
+    base = variants[0]
+    out: dict[str, Any] = {
+        "settings": {
+            "batch": batch,
+            "shape": list(x.shape[1:]),
+            "samples": samples,
+            "steps_per_run": steps,
+            "repeats": repeats,
+            "lambda_k": lambda_k,
+            "full_steps": full_steps,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "loadavg": loads,
+        "variants": {},
+    }
+    for v in variants:
+        med = float(np.median(times[v]))
+        ratios = [b / t for b, t in zip(times[base], times[v], strict=True)]
+        entry: dict[str, Any] = {
+            "description": SPEED_VARIANTS[v],
+            "step_s": times[v],
+            "step_s_median": med,
+            "step_s_min": min(times[v]),
+            "cpu_s_per_step_median": float(np.median(cpu_times[v])),
+            f"speedup_vs_{base}_median": float(np.median(ratios)),
+            f"speedup_vs_{base}_of_min": min(times[base]) / min(times[v]),
+            "images_per_s": batch / (med * full_steps),
+            "image_steps_per_s": batch / med,
+        }
+        if memory:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+                _run_variant(v, model, x, **{**kwargs, "steps": 2})
+                entry["peak_memory_mb"] = peak_memory_mb(device)
+                entry["memory_kind"] = "torch.cuda.max_memory_allocated"
+            else:
+                entry["peak_memory_mb"] = _peak_rss_in_child(v, model, x, **{**kwargs, "steps": 2})
+                entry["memory_kind"] = "peak RSS of a fresh process (ru_maxrss)"
+        out["variants"][v] = entry
+    return out
+
+
+def score_runs(
+    records: dict[str, dict[str, Any]],
+    evaluator: ObjectiveEvaluator,
+    *,
+    reference: str = "paper-s0",
+    floor: str | None = "paper-s1",
+    max_points: int = 16,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Score the snapshots of runs (from :func:`run_schedule`) with one evaluator.
+
+    Every run gets a curve (steps, wall-clock time, objective, objective relative to the reference
+    run's final objective, SSIM of the CartoonX picture to the reference's final picture, IoU of
+    the retained entries) and a summary of its last snapshot.
+
+    Args:
+        records: Run name -> record.
+        evaluator: The common scorer (its image and lambda_k must be those of the runs).
+        reference: Name of the paper-schedule run everything is compared with.
+        floor: Name of a second paper-schedule run with another seed: its final snapshot against
+            the reference is the two-seed floor of the similarity scores.
+        max_points: Most snapshots scored per run (evenly thinned; the last one always).
+        log: Progress printer.
+
+    Returns:
+        ``{"reference": ..., "objective_ref": ..., "floor": ..., "runs": {name: {...}}}``.
+    """
+    say = log or (lambda _msg: None)
+    if reference not in records:
+        raise ValueError(f"no reference run {reference!r} among {sorted(records)}")
+    ref = records[reference]
+    ref_mask = ref["masks"][-1]
+    ref_obj = evaluator(ref_mask)
+    ref_pic = evaluator.picture(ref_mask)
+    out: dict[str, Any] = {
+        "reference": reference,
+        "reference_steps": ref["steps"][-1],
+        "reference_finished": bool(ref.get("finished", False)),
+        "objective_ref": ref_obj,
+        "evaluator": {
+            "samples": evaluator.samples,
+            "seed": evaluator.seed,
+            "lambda_k": evaluator.lambda_k,
+        },
+        "runs": {},
+    }
+    for name, rec in records.items():
+        n = len(rec["steps"])
+        if n == 0:
+            continue
+        keep = sorted(
+            {round(i * (n - 1) / max(1, max_points - 1)) for i in range(max_points)} | {n - 1}
+        )
+        curve: dict[str, list[float]] = {
+            k: [] for k in ("steps", "time_s", "objective", "ratio", "ssim", "overlap")
+        }
+        for i in keep:
+            mask = rec["masks"][i]
+            obj = evaluator(mask)
+            curve["steps"].append(int(rec["steps"][i]))
+            curve["time_s"].append(float(rec["time_s"][i]))
+            curve["objective"].append(obj)
+            curve["ratio"].append(obj / ref_obj)
+            curve["ssim"].append(ssim(evaluator.picture(mask), ref_pic))
+            curve["overlap"].append(retained_overlap(mask, ref_mask))
+        final = {k: v[-1] for k, v in curve.items()}
+        say(
+            f"{name}: {final['steps']} steps, {final['time_s']:.1f} s, objective x{final['ratio']:.3f}, "
+            f"SSIM {final['ssim']:.3f}, overlap {final['overlap']:.3f}"
+        )
+        out["runs"][name] = {
+            "config": rec.get("config"),
+            "finished": bool(rec.get("finished", False)),
+            "loadavg_start": rec.get("loadavg_start"),
+            "loadavg_end": rec.get("loadavg_end"),
+            "threads": rec.get("threads"),
+            "curve": curve,
+            "final": final,
+        }
+    if floor is not None and floor in out["runs"]:
+        out["floor"] = {k: out["runs"][floor]["final"][k] for k in ("ratio", "ssim", "overlap")}
+    return out
+
+
+def plot_quality(scores: dict[str, Any], path: str | os.PathLike[str], *, title: str = "") -> None:
+    """Objective (relative to the paper schedule) and SSIM against wall-clock time, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rdex.io import atomic_write_with
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, run in scores["runs"].items():
+        c = run["curve"]
+        t = [max(v, 1e-3) for v in c["time_s"]]
+        style = "-" if name.startswith("paper") else "-o"
+        axes[0].plot(t, c["ratio"], style, ms=3, label=name)
+        axes[1].plot(t, c["ssim"], style, ms=3, label=name)
+    axes[0].axhline(1.02, color="grey", ls="--", lw=1, label="1.02 x paper")
+    axes[0].set_ylabel("objective / paper schedule's final")
+    axes[0].set_ylim(
+        0.9, min(3.0, max(max(r["curve"]["ratio"]) for r in scores["runs"].values()) * 1.05)
+    )
+    axes[1].axhline(0.95, color="grey", ls="--", lw=1, label="SSIM 0.95")
+    if "floor" in scores:
+        axes[1].axhline(scores["floor"]["ssim"], color="k", ls=":", lw=1, label="two-seed floor")
+    axes[1].set_ylabel("SSIM to paper-schedule explanation")
+    axes[1].set_ylim(0, 1.02)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("wall-clock time of the optimisation (s)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title or "CartoonX time to quality", fontsize=10)
+    fig.tight_layout()
+    atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)
+
+
+def plot_speed(result: dict[str, Any], path: str | os.PathLike[str], *, title: str = "") -> None:
+    """Bar chart of the per-step time of every speed variant (median, with the rounds as dots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rdex.io import atomic_write_with
+
+    names = list(result["variants"])
+    med = [result["variants"][n]["step_s_median"] for n in names]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names), 3.6))
+    ax.bar(range(len(names)), med, color=["#999999"] + ["#3b7dd8"] * (len(names) - 1))
+    for i, n in enumerate(names):
+        pts = result["variants"][n]["step_s"]
+        ax.plot([i] * len(pts), pts, "k.", ms=4)
+        key = next(
+            k
+            for k in result["variants"][n]
+            if k.startswith("speedup_vs_") and k.endswith("_median")
+        )
+        ax.text(
+            i, med[i], f"x{result['variants'][n][key]:.2f}", ha="center", va="bottom", fontsize=8
+        )
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylabel("seconds per step")
+    s = result["settings"]
+    ax.set_title(
+        title or f"{s['device']}, {s['shape']}, L={s['samples']}, batch {s['batch']}", fontsize=9
+    )
+    fig.tight_layout()
+    atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)

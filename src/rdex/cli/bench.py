@@ -1,0 +1,194 @@
+"""``rdex bench``: speed of rdex against a plain Algorithm 1, and CartoonX time to quality."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rdex.cli._common import add_model_args, pick_device
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark rdex against a plain Algorithm 1 loop; time-to-quality of schedules",
+        description="speed: per-step time of a plain implementation of Algorithm 1 and of rdex "
+        "at identical hyperparameters, interleaved in one process (ratio, images/s, peak memory). "
+        "quality: CartoonX under the paper schedule (two seeds) and faster presets, every "
+        "snapshot scored by one evaluator (fixed seed, --eval-samples noise draws): objective "
+        "vs wall-clock, SSIM and retained-set overlap to the paper-schedule explanation. Writes "
+        "bench-speed.json/.png and bench-quality.json/.png to --out.",
+    )
+    p.add_argument("--mode", choices=("speed", "quality", "all"), default="speed")
+    p.add_argument("--image", default="chelsea", help="bundled sample name or image file")
+    p.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    p.add_argument("--lambda-k", type=float, default=20.0, help="sparsity (default 20)")
+    p.add_argument("--out", default="rdex-out/bench", help="output folder")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    g = p.add_argument_group("speed mode")
+    g.add_argument(
+        "--samples", type=int, default=64, help="noise samples L (default 64, the paper's)"
+    )
+    g.add_argument("--steps", type=int, default=5, help="steps per timed run (default 5)")
+    g.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    g.add_argument("--batch", type=int, default=1, help="images per rdex loop (default 1)")
+    g.add_argument(
+        "--variants",
+        default="reference,rdex",
+        help="comma-separated: reference, rdex, rdex-nchw, rdex-chunk16 (first = baseline)",
+    )
+    g.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    q = p.add_argument_group("quality mode")
+    q.add_argument(
+        "--schedules",
+        default="fast,preview",
+        help="presets compared with the paper schedule (default fast,preview)",
+    )
+    q.add_argument(
+        "--paper-steps",
+        type=int,
+        default=None,
+        help="shorten the paper schedule (smoke tests only)",
+    )
+    q.add_argument(
+        "--eval-samples", type=int, default=256, help="evaluator noise draws (default 256)"
+    )
+    q.add_argument(
+        "--runs",
+        default=None,
+        help="score recorded runs (*.pt from benchmarks/quality_runs.py) in this folder "
+        "instead of running; the reference is paper-s0, the floor paper-s1",
+    )
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from rdex.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))
+
+
+def _machine(device: torch.device) -> dict[str, Any]:
+    import platform
+
+    info: dict[str, Any] = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        if names:
+            info["cpu"] = names[0]
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run(args: argparse.Namespace) -> int:
+    from rdex import bench
+    from rdex.images import resolve_image
+    from rdex.models import load_classifier
+    from rdex.rde import PRESETS, preset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in ("samples", "steps", "repeats", "batch", "eval_samples", "size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    device = pick_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_classifier(args.model, weights=args.weights).to(device)
+    image_name, image = resolve_image(args.image, size=args.size)
+    x = image.unsqueeze(0).to(device)
+    machine = _machine(device)
+
+    if args.mode in ("speed", "all"):
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        for v in variants:
+            if v not in bench.SPEED_VARIANTS:
+                raise ValueError(
+                    f"unknown variant {v!r}; choose from {', '.join(bench.SPEED_VARIANTS)}"
+                )
+        result = bench.speed_benchmark(
+            model,
+            x.expand(args.batch, -1, -1, -1).contiguous(),
+            samples=args.samples,
+            steps=args.steps,
+            repeats=args.repeats,
+            lambda_k=args.lambda_k,
+            variants=variants,
+            memory=not args.no_memory,
+            log=_say,
+        )
+        result.update(machine=machine, image=image_name, model=args.model)
+        _write_json(out / "bench-speed.json", result)
+        bench.plot_speed(result, out / "bench-speed.png")
+        base = variants[0]
+        for v, e in result["variants"].items():
+            mem = f", peak {e['peak_memory_mb']:.0f} MiB" if "peak_memory_mb" in e else ""
+            print(
+                f"{v}: {e['step_s_median']:.3f} s/step (min {e['step_s_min']:.3f}), "
+                f"x{e[f'speedup_vs_{base}_median']:.2f} vs {base}, "
+                f"{e['images_per_s'] * 3600:.2f} images/h at {result['settings']['full_steps']} steps{mem}"
+            )
+        print(f"-> {out / 'bench-speed.json'}, {out / 'bench-speed.png'}")
+
+    if args.mode in ("quality", "all"):
+        records: dict[str, dict[str, Any]] = {}
+        if args.runs:
+            folder = Path(args.runs)
+            files = sorted(folder.glob("*.pt"))
+            if not files:
+                raise FileNotFoundError(f"no *.pt run records in {folder}")
+            records = {f.stem: torch.load(f, map_location="cpu", weights_only=False) for f in files}
+            first = next(iter(records.values()))
+            if "size" in first and "image" in first:
+                image_name, image = resolve_image(first["image"], size=first["size"])
+                x = image.unsqueeze(0).to(device)
+            lambda_k = float(first["config"]["lambda_k"])
+        else:
+            schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
+            for s in schedules:
+                if s not in PRESETS:
+                    raise ValueError(f"unknown preset {s!r}; choose from {', '.join(PRESETS)}")
+            lambda_k = args.lambda_k
+            plan = [(f"paper-s{seed}", "paper", seed) for seed in (0, 1)]
+            plan += [(f"{s}-s0", s, 0) for s in schedules if s != "paper"]
+            for name, preset_name, seed in plan:
+                overrides: dict[str, Any] = {"lambda_k": lambda_k, "seed": seed}
+                if preset_name == "paper" and args.paper_steps:
+                    overrides["steps"] = args.paper_steps
+                config = preset(preset_name, **overrides)
+                _say(
+                    f"running {name}: steps {config.steps}, samples {config.samples}, lr {config.lr:g} ({config.schedule})"
+                )
+                records[name] = bench.run_schedule(model, x, config, meta={"name": name})
+        evaluator = bench.ObjectiveEvaluator(model, x, lambda_k=lambda_k, samples=args.eval_samples)
+        scores = bench.score_runs(records, evaluator, log=_say)
+        scores.update(machine=machine, image=image_name, size=list(x.shape[-2:]), model=args.model)
+        _write_json(out / "bench-quality.json", scores)
+        bench.plot_quality(
+            scores,
+            out / "bench-quality.png",
+            title=f"{image_name} {x.shape[-1]}px, {args.model}, {machine['device']}",
+        )
+        print(f"-> {out / 'bench-quality.json'}, {out / 'bench-quality.png'}")
+    return 0

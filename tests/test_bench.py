@@ -1,0 +1,175 @@
+"""The benchmark's yardstick, evaluator and command (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rdex import bench
+from rdex.cli import main
+from rdex.methods import CartoonX
+from rdex.models import wrap_classifier
+
+
+def tiny_net(seed: int = 0) -> nn.Module:
+    """Conv + BatchNorm + ReLU whose label probability (~0.6) reacts strongly to obfuscation."""
+    gen = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AvgPool2d(4),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, 4),
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.8)
+        net[1].running_mean.copy_(torch.randn(8, generator=gen) * 0.1)
+        net[1].running_var.copy_(torch.rand(8, generator=gen) + 0.5)
+    return net
+
+
+def tiny_factory() -> nn.Module:
+    """For ``--model tests.test_bench:tiny_factory``."""
+    return tiny_net()
+
+
+def image(size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_reference_and_rdex_are_the_same_algorithm() -> None:
+    net, x = tiny_net(), image()
+    net.train()  # both must run it in eval mode and leave the caller's flags alone
+    settings = {"lambda_k": 2.0, "steps": 12, "samples": 4, "lr": 0.05}
+    ref = bench.reference_cartoonx(net, x, noise="fused", seed=3, **settings)
+    fast = CartoonX(net, preset="paper", seed=3, **settings).explain(x)
+    assert net.training and all(p.requires_grad for p in net.parameters())
+    moved = torch.cat([m.flatten() for m in ref.mask])
+    assert float(moved.std()) > 0.05  # the distortion shapes the mask: a real check
+    for a, b in zip(ref.mask, fast.mask, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(ref.loss, fast.history["loss"][:, 0].numpy(), rtol=1e-4, atol=1e-5)
+    # The comparison is sensitive: another sparsity gives other masks.
+    other = CartoonX(net, preset="paper", seed=3, **{**settings, "lambda_k": 0.5}).explain(x)
+    assert not torch.allclose(
+        other.mask_flat, torch.cat([m.flatten() for m in ref.mask])[None], atol=1e-3
+    )
+
+
+def test_reference_per_band_noise_is_seeded_and_projected() -> None:
+    net, x = tiny_net(), image()
+    a = bench.reference_cartoonx(net, x, steps=4, samples=3, lr=0.1, seed=1, lambda_k=1.0)
+    b = bench.reference_cartoonx(net, x, steps=4, samples=3, lr=0.1, seed=1, lambda_k=1.0)
+    c = bench.reference_cartoonx(net, x, steps=4, samples=3, lr=0.1, seed=2, lambda_k=1.0)
+    assert a.loss == b.loss and a.loss != c.loss  # the loss is read from the noise of the seed
+    flat = torch.cat([m.flatten() for m in a.mask])
+    assert float(flat.min()) >= 0 and float(flat.max()) <= 1
+    with pytest.raises(ValueError, match="one image"):
+        bench.reference_cartoonx(net, torch.rand(2, 3, 32, 32), steps=1)
+
+
+def test_evaluator_is_deterministic_and_scores_the_objective() -> None:
+    net, x = tiny_net(), image()
+    ev = bench.ObjectiveEvaluator(net, x, lambda_k=20.0, samples=16, seed=5, chunk=5)
+    bands = ev.bands
+    ones = [torch.ones(1, 1, *b.shape[2:]) for b in bands]
+    zeros = [torch.zeros_like(m) for m in ones]
+    # s = 1 keeps the image: no distortion, the objective is the sparsity term alone.
+    assert ev(ones) == pytest.approx(20.0, abs=1e-5)
+    d0 = ev.distortion(zeros)
+    assert d0 > 1e-4
+    assert ev(zeros) == d0  # mean(s) = 0
+    assert ev(zeros) == ev(zeros)
+    again = bench.ObjectiveEvaluator(net, x, lambda_k=20.0, samples=16, seed=5, chunk=16)
+    assert again(zeros) == pytest.approx(ev(zeros), rel=1e-6)
+    other = bench.ObjectiveEvaluator(net, x, lambda_k=20.0, samples=16, seed=6)
+    assert other(zeros) != ev(zeros)
+    # Flat per-band masks of the right size are accepted; wrong ones are refused.
+    assert ev([m.flatten() for m in zeros]) == ev(zeros)
+    with pytest.raises(ValueError, match="does not fit"):
+        ev([torch.zeros(3)] + zeros[1:])
+
+
+def test_similarity_scores() -> None:
+    a = [torch.tensor([0.9, 0.1, 0.7]), torch.tensor([[0.0, 1.0]])]
+    b = [torch.tensor([0.9, 0.8, 0.2]), torch.tensor([[0.0, 1.0]])]
+    assert bench.retained_overlap(a, a) == 1.0
+    assert bench.retained_overlap(a, b) == pytest.approx(2 / 4)
+    none = [torch.zeros(3), torch.zeros(1, 2)]
+    assert bench.retained_overlap(none, none) == 1.0
+    pic = np.random.default_rng(0).random((32, 32))
+    assert bench.ssim(pic, pic) == pytest.approx(1.0)
+    assert bench.ssim(pic, 1 - pic) < 0.5
+
+
+def test_run_schedule_snapshots_match_the_result(tmp_path: Path) -> None:
+    net, x = tiny_net(), image()
+    config = CartoonX(net, preset="preview", steps=9, samples=2).config
+    record = bench.run_schedule(net, x, config, checkpoints=[0, 4, 8], save_path=tmp_path / "r.pt")
+    assert record["steps"] == [1, 5, 9] and record["finished"]
+    assert record["time_s"] == sorted(record["time_s"])
+    final = CartoonX(net, config=config).explain(x)
+    for a, b in zip(record["masks"][-1], final.mask, strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.load(tmp_path / "r.pt", weights_only=False)["steps"] == [1, 5, 9]
+    assert bench.checkpoint_steps(2000)[-1] == 1999 and bench.checkpoint_steps(0) == []
+
+
+def test_cli_bench_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "b"
+    common = ["--model", "tests.test_bench:tiny_factory", "--size", "32", "--out", str(out)]
+    args = ["bench", "--mode", "all", *common, "--samples", "2", "--steps", "1", "--repeats", "1"]
+    args += ["--schedules", "preview", "--paper-steps", "6", "--eval-samples", "8"]
+    assert main(args) == 0
+    speed = json.loads((out / "bench-speed.json").read_text())
+    assert set(speed["variants"]) == {"reference", "rdex"}
+    ref, fast = speed["variants"]["reference"], speed["variants"]["rdex"]
+    assert ref["peak_memory_mb"] > 0 and fast["step_s_median"] > 0
+    assert fast["speedup_vs_reference_median"] > 0 and "loadavg" in speed
+    quality = json.loads((out / "bench-quality.json").read_text())
+    assert set(quality["runs"]) == {"paper-s0", "paper-s1", "preview-s0"}
+    assert quality["runs"]["paper-s0"]["final"]["ssim"] == pytest.approx(1.0)
+    assert quality["runs"]["paper-s0"]["final"]["ratio"] == pytest.approx(1.0)
+    assert set(quality["floor"]) == {"ratio", "ssim", "overlap"}
+    for name in ("bench-speed.png", "bench-quality.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert "x" in capsys.readouterr().out
+    # Recorded runs are scored without running anything.
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    clf = wrap_classifier(
+        tiny_net(), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), labels=list("abcd")
+    )
+    from rdex.images import resolve_image
+
+    x = resolve_image("chelsea", size=32)[1].unsqueeze(0)
+    for name, steps in (("paper-s0", 5), ("paper-s1", 5), ("fast-s0", 3)):
+        cfg = CartoonX(clf, preset="fast", steps=steps, samples=2, seed=int(name[-1])).config
+        bench.run_schedule(
+            clf, x, cfg, save_path=runs / f"{name}.pt", meta={"image": "chelsea", "size": 32}
+        )
+    assert (
+        main(["bench", "--mode", "quality", *common, "--runs", str(runs), "--eval-samples", "8"])
+        == 0
+    )
+    assert set(json.loads((out / "bench-quality.json").read_text())["runs"]) == {
+        "paper-s0",
+        "paper-s1",
+        "fast-s0",
+    }
+
+
+def test_cli_bench_rejects_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--model", "tests.test_bench:tiny_factory", "--variants", "nope"]) == 2
+    assert "unknown variant" in capsys.readouterr().err
