@@ -871,7 +871,8 @@ class Explanation:
     def from_rde(cls, explainer: Any, x: Tensor, result: Any) -> Explanation:
         """From an :class:`~rdex.rde.RDE` (or method preset) and its :class:`~rdex.rde.RDEResult`."""
         rep: Representation = explainer.representation
-        distortion = explainer.config.distortion
+        # The distortion the method optimised (a callable given to RDE overrides the config's name).
+        distortion = getattr(explainer, "_distortion", None) or explainer.config.distortion
         return cls(
             method=result.method,
             relevance=pixel_relevance(result.mask, x, rep),
