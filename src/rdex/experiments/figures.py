@@ -73,7 +73,7 @@ def image_grid(
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(cell * ncols + (0.5 if row_labels else 0), cell * nrows + 0.4),
+        figsize=(cell * ncols + (0.5 if row_labels else 0), (cell + 0.3) * nrows + 0.4),
         squeeze=False,
     )
     for i, row in enumerate(rows):

@@ -195,6 +195,11 @@ def run(ctx: Context) -> ExperimentResult:
         {"metric": k, "gaussian": g, "zeros": z, "gaussian better": "yes" if b else "no"}
         for k, g, z, b in wins
     ]
+    # What the two masks keep (described, not scored): a mask can also dim the whole image.
+    for k in ("mask_l1", "retained_fraction", "retained_prob_ratio"):
+        g = mean([float(v) for v in evals["gaussian"].scores[k]])
+        z = mean([float(v) for v in evals["zeros"].scores[k]])
+        obf_rows.append({"metric": k, "gaussian": g, "zeros": z, "gaussian better": "(not scored)"})
     md = (
         f"Images: {', '.join(names)}. Sparsity sweep: mean SSIM between explanations at neighbouring "
         "lambda_k (higher: less sensitive).\n\n"
@@ -203,7 +208,11 @@ def run(ctx: Context) -> ExperimentResult:
         "last row is the same run with another noise seed (the floor of 'the same').\n\n"
         + markdown_table(rows_dist, ["image", "pair", "ssim_picture"])
         + "\nObfuscation (CartoonX, lambda_k 20): metrics of the two explanations (rate-distortion "
-        "area with adaptive Gaussian noise for both).\n\n" + markdown_table(obf_rows)
+        "area with adaptive Gaussian noise for both). The last rows describe the masks: mean mask "
+        "value, share of entries above 0.5, and the probability the masked image keeps. A mask with "
+        "few entries above 0.5 but a high kept probability keeps a dimmed copy of the image rather "
+        "than a selection, which the CP and smoothness scores reward.\n\n"
+        + markdown_table(obf_rows)
     )
     return ExperimentResult(
         name=NAME,
