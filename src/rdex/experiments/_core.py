@@ -308,7 +308,7 @@ def machine() -> str:
 
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__} (threads: {torch.get_num_threads()}), "
         f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}"
     )
 

@@ -62,7 +62,7 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     title: str | None = None,
     cell: float = 1.7,
-    dpi: int = 90,
+    dpi: int = 80,
 ) -> Path:
     """A grid of pictures, each given as ``(image (C, H, W) or (1, H, W), colour map, title)``."""
     from rdex.viz import _pyplot, show_image
