@@ -100,9 +100,33 @@ def test_compare_figure_layout_and_label_colours() -> None:
     assert [a.get_title() for a in axes[0, 1:]] == ["CartoonX", "Integrated Gradients", "LRP"]
     texts = [t.get_text() for t in axes[0, 3].texts]
     assert any(t.startswith("not available") for t in texts)
-    assert axes[0, 1].images and axes[0, 2].images and not axes[0, 3].images
+    assert axes[0, 1].images and axes[0, 2].images
+    blank = np.asarray(axes[0, 3].images[0].get_array())
+    assert blank.shape == (32, 32) and np.all(blank == 0.94)  # same size as the maps, no map drawn
     no_truth = compare_figure(comparison)
     assert same_colour(no_truth.axes[0].title.get_color(), "black")
+
+
+def test_comparison_round_trip(tmp_path) -> None:
+    from rdex.figures import load_comparison, save_comparison
+
+    x = torch.stack([coloured(0), coloured(1)])
+    comparison = compare_methods(ResidualColourNet(), x, ["gb", "lrp"], names=["r", "g"])
+    assert comparison.maps["lrp"][1].startswith("relevance not conserved: sum")
+    loaded = load_comparison(save_comparison(comparison, tmp_path / "c.npz"))
+    assert loaded.methods == comparison.methods and loaded.names == ["r", "g"]
+    assert loaded.labels == ["red", "green", "blue"] and loaded.notes == comparison.notes
+    assert loaded.maps["lrp"] == comparison.maps["lrp"]
+    for a, b in zip(
+        loaded.maps["guided-backprop"], comparison.maps["guided-backprop"], strict=True
+    ):
+        assert torch.equal(a, b)
+    assert torch.equal(loaded.probs, comparison.probs) and torch.equal(
+        loaded.images, comparison.images
+    )
+    assert grid_shape(compare_figure(loaded)) == (2, 3)
+    with pytest.raises(FileNotFoundError):
+        load_comparison(tmp_path / "missing.npz")
 
 
 def test_compare_explains_a_named_target() -> None:

@@ -77,7 +77,15 @@ ChannelReduction = Literal["sum", "abs-sum", "abs-max", "none"]
 
 
 class UnsupportedModelError(ValueError):
-    """A method cannot explain this model faithfully (e.g. LRP relevance is not conserved)."""
+    """A method cannot explain this model faithfully (e.g. LRP relevance is not conserved).
+
+    Attributes:
+        reason: A short form of the message for figure panels.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class BaselineWarning(UserWarning):
@@ -343,7 +351,9 @@ def lrp(
     canon = list(lrp_canonizers(model) if canonizers is None else canonizers)
     first = _first_layer(model)
     if first is None:
-        raise UnsupportedModelError("LRP needs a convolution or linear layer; the model has none")
+        raise UnsupportedModelError(
+            "LRP needs a convolution or linear layer; the model has none", reason="no linear layer"
+        )
     captured: list[Tensor] = []
 
     def grab(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
@@ -378,7 +388,9 @@ def lrp(
                 f"LRP not available for this model: relevance is not conserved (image {i}: sum "
                 f"{float(total[i]):.4g} vs logit {float(logit[i]):.4g}, relative error "
                 f"{float(err[i]):.3g} > {rtol:g}); the LRP rules do not cover some of its layers "
-                "(e.g. residual additions, gating products, Hardswish)"
+                "(e.g. residual additions, gating products, Hardswish)",
+                reason=f"relevance not conserved: sum {float(total[i]):.3g} vs logit "
+                f"{float(logit[i]):.3g}",
             )
     return relevance
 

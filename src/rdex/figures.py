@@ -23,9 +23,12 @@ References:
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -61,6 +64,8 @@ __all__ = [
     "SweepParam",
     "compare_methods",
     "compare_figure",
+    "save_comparison",
+    "load_comparison",
     "sweep",
     "sweep_figure",
     "compare_models",
@@ -134,7 +139,7 @@ def _run_method(
             out = fn(model, x, target=target, **kwargs)
         except UnsupportedModelError as exc:
             notes.setdefault(name, str(exc))
-            return str(exc)
+            return exc.reason
     for w in caught:
         if issubclass(w.category, BaselineWarning):
             notes.setdefault(name, str(w.message))
@@ -157,9 +162,16 @@ def grid_axes(
     return fig, axes
 
 
-def _draw_cell(ax: Any, method: str, cell: Cell, *, title: str | None = None) -> None:
+def _draw_cell(
+    ax: Any,
+    method: str,
+    cell: Cell,
+    *,
+    title: str | None = None,
+    shape: tuple[int, int] | None = None,
+) -> None:
     if isinstance(cell, str):
-        show_unavailable(ax, cell, title=title)
+        show_unavailable(ax, cell, title=title, shape=shape)
     elif method in RDE_METHODS:
         show_image(ax, cell, cmap=explanation_cmap(method), title=title)
     else:
@@ -306,11 +318,71 @@ def compare_figure(
                 method,
                 c.maps[method][i],
                 title=method_label(method) if i == 0 else None,
+                shape=tuple(c.images.shape[-2:]),
             )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def save_comparison(comparison: Comparison, path: str | os.PathLike[str]) -> Path:
+    """Write a :class:`Comparison` as ``.npz`` (atomically), to redraw or score it later.
+
+    Keys: ``images``, ``probs``, ``targets``, ``methods``, ``names``, ``labels``, ``notes`` (JSON),
+    ``<method>_<i>`` per available map ``(1, H, W)`` and ``<method>_<i>_unavailable`` (the reason)
+    per missing one.
+    """
+    from rdex.io import atomic_write_with
+
+    c = comparison
+    arrays: dict[str, Any] = {
+        "images": c.images.numpy(),
+        "probs": c.probs.numpy(),
+        "targets": c.targets.numpy(),
+        "methods": np.array(c.methods),
+        "names": np.array(c.names),
+        "labels": np.array(c.labels or []),
+        "notes": np.array(json.dumps(c.notes)),
+    }
+    for m, cells in c.maps.items():
+        for i, cell in enumerate(cells):
+            if isinstance(cell, str):
+                arrays[f"{m}_{i}_unavailable"] = np.array(cell)
+            else:
+                arrays[f"{m}_{i}"] = cell.numpy()
+    return atomic_write_with(path, lambda buf: np.savez_compressed(buf, **arrays))
+
+
+def load_comparison(path: str | os.PathLike[str]) -> Comparison:
+    """Read a :class:`Comparison` written by :func:`save_comparison` (``rdex compare``'s .npz)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    with np.load(p, allow_pickle=False) as data:
+        if "methods" not in data.files or "images" not in data.files:
+            raise ValueError(f"{p} was not written by rdex compare")
+        methods = [str(m) for m in data["methods"]]
+        n = len(data["images"])
+        maps: dict[str, list[Cell]] = {}
+        for m in methods:
+            maps[m] = [
+                str(data[f"{m}_{i}_unavailable"])
+                if f"{m}_{i}_unavailable" in data.files
+                else torch.from_numpy(data[f"{m}_{i}"])
+                for i in range(n)
+            ]
+        labels = [str(v) for v in data["labels"]] if "labels" in data.files else []
+        return Comparison(
+            images=torch.from_numpy(data["images"]),
+            names=[str(v) for v in data["names"]],
+            methods=methods,
+            maps=maps,
+            probs=torch.from_numpy(data["probs"]),
+            targets=torch.from_numpy(data["targets"]),
+            labels=labels or None,
+            notes=json.loads(str(data["notes"])) if "notes" in data.files else {},
+        )
 
 
 # --------------------------------------------------------------------------- Figures 7, 8, 9
@@ -639,7 +711,7 @@ def models_figure(
             label = f"{run.name}\n{_label_name(run.labels, pred)} ({float(run.probs[i, pred]):.0%})"
             cell = run.maps[i]
             ax = axes[i, j]
-            _draw_cell(ax, method, cell)
+            _draw_cell(ax, method, cell, shape=tuple(x.shape[-2:]))
             ax.set_title(label, fontsize=8, color=label_color(pred, run.true_labels[i]))
     if title:
         fig.suptitle(title, fontsize=10)

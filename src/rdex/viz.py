@@ -130,16 +130,29 @@ def show_heatmap(
     show_image(ax, heatmap(attr), cmap=cmap, title=title)
 
 
-def show_unavailable(ax: Axes, reason: str = "", *, title: str | None = None) -> None:
-    """An empty panel reading "not available" (and a short reason) instead of a wrong map."""
+def show_unavailable(
+    ax: Axes, reason: str = "", *, title: str | None = None, shape: tuple[int, int] | None = None
+) -> None:
+    """An empty panel reading "not available" (and a short reason) instead of a wrong map.
+
+    Args:
+        ax: The axes.
+        reason: Why (wrapped; cut after 120 characters).
+        title: Panel title.
+        shape: ``(H, W)`` of the neighbouring pictures, so the panel has their size and aspect.
+    """
     import textwrap
 
+    if shape is not None:
+        ax.imshow(np.full(shape, 0.94), cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        ax.set_facecolor("#f0f0f0")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_facecolor("#f0f0f0")
     text = "not available"
     if reason:
-        text += "\n\n" + textwrap.fill(reason if len(reason) <= 90 else reason[:87] + "...", 22)
+        short = reason if len(reason) <= 120 else reason[:117] + "..."
+        text += "\n\n" + textwrap.fill(short, 24)
     ax.text(
         0.5, 0.5, text, ha="center", va="center", fontsize=7, transform=ax.transAxes, color="0.3"
     )

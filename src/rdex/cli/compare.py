@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rdex.cli._common import add_image_args, add_model_args, add_rde_args, pick_device, rde_config
 
 DEFAULT_METHODS = "cartoonx,pixel-rde,integrated-gradients,smoothgrad,guided-backprop,lrp"
@@ -23,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "rocket, sky): the input with its predicted label (green when it matches --true-label, red "
         "when it differs), then one column per method. Methods a model does not support (LRP "
         "without relevance conservation) show 'not available'. Writes NAME.png (and .pdf with "
-        "--pdf) and NAME.npz with every map.",
+        "--pdf) and NAME.npz with every map (rdex.figures.load_comparison reads it).",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument(
@@ -118,9 +116,8 @@ def rde_settings(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     from rdex.baselines import resolve_methods
-    from rdex.figures import compare_figure, compare_methods
+    from rdex.figures import compare_figure, compare_methods, save_comparison
     from rdex.images import load_batch
-    from rdex.io import atomic_write_with
     from rdex.models import load_classifier
     from rdex.viz import save_figure
 
@@ -146,20 +143,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or stem("compare", names)
     fig = compare_figure(comparison, true_labels=trues, title=f"{args.model}")
     paths = save_figure(fig, out / f"{name}.png", pdf=args.pdf)
-    arrays: dict[str, Any] = {
-        f"{m}_{i}": cell.numpy()
-        for m, cells in comparison.maps.items()
-        for i, cell in enumerate(cells)
-        if not isinstance(cell, str)
-    }
-    arrays["images"] = comparison.images.numpy()
-    arrays["probs"] = comparison.probs.numpy()
-    arrays["targets"] = comparison.targets.numpy()
-    arrays["methods"] = np.array(comparison.methods)
-    arrays["names"] = np.array(names)
-    paths.append(
-        atomic_write_with(out / f"{name}.npz", lambda buf: np.savez_compressed(buf, **arrays))
-    )
+    paths.append(save_comparison(comparison, out / f"{name}.npz"))
     labels = comparison.labels
     for i, n in enumerate(names):
         pred = int(comparison.probs[i].argmax())
