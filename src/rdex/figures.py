@@ -318,7 +318,7 @@ def compare_figure(
                 method,
                 c.maps[method][i],
                 title=method_label(method) if i == 0 else None,
-                shape=tuple(c.images.shape[-2:]),
+                shape=(int(c.images.shape[-2]), int(c.images.shape[-1])),
             )
     if title:
         fig.suptitle(title, fontsize=10)
@@ -711,7 +711,7 @@ def models_figure(
             label = f"{run.name}\n{_label_name(run.labels, pred)} ({float(run.probs[i, pred]):.0%})"
             cell = run.maps[i]
             ax = axes[i, j]
-            _draw_cell(ax, method, cell, shape=tuple(x.shape[-2:]))
+            _draw_cell(ax, method, cell, shape=(int(x.shape[-2]), int(x.shape[-1])))
             ax.set_title(label, fontsize=8, color=label_color(pred, run.true_labels[i]))
     if title:
         fig.suptitle(title, fontsize=10)
