@@ -162,6 +162,15 @@ def grid_axes(
     return fig, axes
 
 
+def _finish(fig: Figure, title: str | None) -> None:
+    """Tight layout, leaving room for the figure title above the panel titles."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / fig.get_figheight()))
+    else:
+        fig.tight_layout()
+
+
 def _draw_cell(
     ax: Any,
     method: str,
@@ -320,9 +329,7 @@ def compare_figure(
                 title=method_label(method) if i == 0 else None,
                 shape=(int(c.images.shape[-2]), int(c.images.shape[-1])),
             )
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _finish(fig, title)
     return fig
 
 
@@ -578,9 +585,7 @@ def sweep_figure(
                     r.maps[m][i][j - 1],
                     title=f"{method_label(m)}\n{_value_title(r.param, r.values[m][j - 1])}",
                 )
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _finish(fig, title)
     return fig
 
 
@@ -713,9 +718,7 @@ def models_figure(
             ax = axes[i, j]
             _draw_cell(ax, method, cell, shape=(int(x.shape[-2]), int(x.shape[-1])))
             ax.set_title(label, fontsize=8, color=label_color(pred, run.true_labels[i]))
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _finish(fig, title)
     return fig
 
 
@@ -894,7 +897,5 @@ def dwt_figure(
     if explanation is not None:
         exp = torch.as_tensor(np.asarray(explanation, dtype=np.float32))
         show_image(axes[-1], exp, title="CartoonX")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _finish(fig, title)
     return fig
