@@ -67,10 +67,10 @@ __all__ = [
 ]
 
 #: Default relative tolerance of LRP's conservation check: ``|sum(R) - logit| <= LRP_RTOL * |logit|``.
-#: Dense layers with biases under the epsilon rule absorb some relevance (a few percent on VGG-style
-#: nets; ResNet-18 with zennit's canonizer: about 1%), while propagation the rules do not cover
-#: (residual additions without a canonizer, gating products) misses by large factors (EfficientNet-
-#: Lite0: relevance sum about 500 times the logit).
+#: Biases (and merged batch-norm shifts) absorb some relevance: about 1% for a randomly initialised
+#: ResNet-18 with zennit's canonizer, under 5% for the small VGG-like test net. Propagation the rules
+#: do not cover misses by large factors: the trained EfficientNet-Lite0 on ``chelsea`` at 128 px gives
+#: a relevance sum of 425 for a logit of 24.7.
 LRP_RTOL = 0.25
 
 ChannelReduction = Literal["sum", "abs-sum", "abs-max", "none"]
