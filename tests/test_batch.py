@@ -510,3 +510,28 @@ def test_ray_workers_that_cannot_load_the_model_give_a_clear_error(tmp_path: Pat
             progress=False,
         )
     assert read_manifest(tmp_path / "out") == []
+
+
+def test_metrics_in_the_manifest_when_asked(tmp_path: Path) -> None:
+    from rdex.images import load_image
+    from rdex.methods import CartoonX
+    from rdex.metrics import manifest_metrics
+
+    make_tree(tmp_path / "tree")
+    model = colour_classifier()
+    kwargs = dict(model=model, methods=["cartoonx"], configs=CONFIG, size=SIZE, progress=False)
+    run_batch(tmp_path / "tree", tmp_path / "plain", **kwargs)
+    assert all(
+        "metrics" not in r or r["metrics"] is None for r in read_manifest(tmp_path / "plain")
+    )
+    summary = run_batch(tmp_path / "tree", tmp_path / "out", metrics=True, batch_size=1, **kwargs)
+    assert summary.ok
+    record = by_unit(read_manifest(tmp_path / "out"))[("blue/e.png", "cartoonx")]
+    x = load_image(tmp_path / "tree/blue/e.png", size=SIZE)[None]
+    explainer = CartoonX(model, config=CONFIG)
+    expected = manifest_metrics(
+        model, x, explainer.explain(x), 0, explainer=explainer, curves=False
+    )
+    assert set(record["metrics"]) == set(expected)
+    for name, value in expected.items():
+        assert record["metrics"][name] == pytest.approx(value, rel=1e-3, abs=1e-6), name

@@ -461,9 +461,12 @@ class _Settings:
     batch_size: int
     model_name: str
     weights: str | None
+    metrics: bool = False
 
     def for_key(self, method: str, true_label: str | None) -> dict[str, Any]:
-        return {
+        # Runs with metric values are distinct units, so asking for them later redoes the work.
+        extra: dict[str, Any] = {"metrics": True} if self.metrics else {}
+        return extra | {
             "model": self.model_name,
             "weights": self.weights,
             "config": dataclasses.asdict(self.configs[method]),
@@ -639,6 +642,12 @@ class _Explainer:
                 record["true_label_name"] = self.labels[known]
             record["misclassified"] = wrong[i] if known is not None else None
             record["probabilities"] = _rounded_probs(result.probs[j])
+            if s.metrics:
+                from rdex.metrics import manifest_metrics
+
+                record["metrics"] = manifest_metrics(
+                    self.model, xs.cpu(), result, j, explainer=method, curves=False
+                )
             outcomes[i] = _Outcome(
                 units[i].key, "ok", record=record, image=xs[j].detach().cpu(), result=result[j]
             )
@@ -703,6 +712,7 @@ _RECORD_FIELDS = (
     "runtime_s",
     "representation",
     "obfuscation",
+    "metrics",
 )
 
 
@@ -815,6 +825,7 @@ def run_batch(
     device: str | torch.device | None = None,
     ray: RayOptions | None = None,
     progress: bool = True,
+    metrics: bool = False,
 ) -> BatchSummary:
     """Explain many images, resumably, on this machine or on Ray.
 
@@ -841,6 +852,8 @@ def run_batch(
         device: Device of a local run (default: the model's, or CUDA when available for a name).
         ray: Run on Ray with these options instead of locally.
         progress: Show a progress bar over the images with the estimated time left.
+        metrics: Add the cheap metric values of :func:`rdex.metrics.manifest_metrics` (sparsity,
+            smoothness, CP and hallucination scores) to every manifest line, under ``metrics``.
 
     Returns:
         A :class:`BatchSummary`; ``summary.exit_code`` is 1 when some units failed.
@@ -885,6 +898,7 @@ def run_batch(
         batch_size=batch_size,
         model_name=_model_name(model, model_name),
         weights=weights,
+        metrics=metrics,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

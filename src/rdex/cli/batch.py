@@ -54,6 +54,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--retry-errors", action="store_true", help="redo images recorded as failed")
     p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="add metric values (sparsity, smoothness, CP, hallucination) to each manifest line",
+    )
+    p.add_argument(
         "--batch-size",
         type=int,
         default=4,
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         ray=ray_options,
         progress=not args.quiet,
+        metrics=args.metrics,
     )
     print(f"rdex batch: {summary}", file=sys.stderr)
     if not args.no_report:
