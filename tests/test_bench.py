@@ -130,7 +130,7 @@ def test_cli_bench_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "b"
     common = ["--model", "tests.test_bench:tiny_factory", "--size", "32", "--out", str(out)]
     args = ["bench", "--mode", "all", *common, "--samples", "2", "--steps", "1", "--repeats", "1"]
-    args += ["--schedules", "preview", "--paper-steps", "6", "--eval-samples", "8"]
+    args += ["--schedules", "preview", "--steps-cap", "6", "--eval-samples", "8"]
     assert main(args) == 0
     speed = json.loads((out / "bench-speed.json").read_text())
     assert set(speed["variants"]) == {"reference", "rdex"}
@@ -173,3 +173,23 @@ def test_cli_bench_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFix
 def test_cli_bench_rejects_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--model", "tests.test_bench:tiny_factory", "--variants", "nope"]) == 2
     assert "unknown variant" in capsys.readouterr().err
+
+
+def test_automatic_cpu_chunking_gives_the_same_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rdex.rde
+
+    net, x = tiny_net(), image()
+    settings = {"lambda_k": 2.0, "steps": 5, "samples": 6, "lr": 0.05, "seed": 1}
+    whole = CartoonX(net, preset="paper", sample_chunk=6, **settings).explain(x)
+    calls: list[int] = []
+    monkeypatch.setattr(rdex.rde, "_CPU_CHUNK_ELEMENTS", 4 * x[0].numel())  # chunks of 4, 2
+    original = rdex.rde.RDE._distortion_chunk
+
+    def spy(self, masks, bands, noise, lo, hi, *rest):  # type: ignore[no-untyped-def]
+        calls.append(hi - lo)
+        return original(self, masks, bands, noise, lo, hi, *rest)
+
+    monkeypatch.setattr(rdex.rde.RDE, "_distortion_chunk", spy)
+    chunked = CartoonX(net, preset="paper", **settings).explain(x)
+    assert calls[:2] == [4, 2]
+    torch.testing.assert_close(chunked.mask_flat, whole.mask_flat, atol=1e-6, rtol=0)

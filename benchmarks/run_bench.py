@@ -1,0 +1,44 @@
+"""The benchmark commands quoted in the README, in one place.
+
+    python benchmarks/run_bench.py speed          # CPU: reference vs rdex, 256x256, L=64
+    python benchmarks/run_bench.py speed-demo     # per-step cost of the demo's batch (5 images)
+    python benchmarks/run_bench.py score          # score recorded quality runs (quality_runs.py)
+    python benchmarks/run_bench.py gpu            # everything on CUDA at 256x256 (one command)
+
+Each writes JSON + PNG under benchmarks/results/. Extra arguments go to ``rdex bench``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rdex.cli import main
+
+COMMANDS: dict[str, list[str]] = {
+    "speed": [
+        "bench", "--mode", "speed", "--size", "256", "--samples", "64", "--steps", "3",
+        "--repeats", "3", "--variants", "reference,rdex,rdex-nchw,rdex-onepass",
+        "--out", "benchmarks/results/speed-cpu-256-L64",
+    ],
+    "speed-demo": [
+        "bench", "--mode", "speed", "--size", "256", "--samples", "8", "--batch", "5",
+        "--steps", "2", "--repeats", "2", "--variants", "rdex,rdex-onepass",
+        "--out", "benchmarks/results/speed-cpu-demo",
+    ],
+    "score": [
+        "bench", "--mode", "quality", "--runs", "benchmarks/results/runs",
+        "--out", "benchmarks/results/quality-64",
+    ],
+    "gpu": [
+        "bench", "--mode", "all", "--device", "cuda", "--size", "256", "--samples", "64",
+        "--steps", "20", "--repeats", "5", "--schedules", "fast,preview",
+        "--out", "benchmarks/results/gpu",
+    ],
+}  # fmt: skip
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__)
+        sys.exit(2)
+    sys.exit(main(COMMANDS[sys.argv[1]] + sys.argv[2:]))
