@@ -220,6 +220,8 @@ def explanation_figure(
         ax.plot(steps, hist["distortion"][:, 0].numpy(), label="distortion")
         ax.plot(steps, r.config.lambda_k * hist["l1"][:, 0].numpy(), label="λk · mean(s)")
         ax.set_yscale("log")
+        # The first steps start from an unmasked image (distortion ~0): keep the scale readable.
+        ax.set_ylim(bottom=1e-5)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
         ax.set_title(
