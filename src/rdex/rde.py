@@ -116,11 +116,13 @@ class RDEConfig:
 #: Named optimiser schedules. ``paper`` is appendix A.2 exactly. ``fast`` anneals the learning rate
 #: (cosine from 0.03 to 1e-4) over 400 steps with 16 samples: with the authors' code it reached the
 #: paper schedule's objective 19x sooner (see ``../shared/paper/NOTES.md`` and the benchmark).
-#: ``preview`` is for a first look in seconds (the demo); its objective is measurably worse.
+#: ``preview`` is for a first look (the demo): on rocket at 64 px it ends at the objective of the
+#: previous 150-step preview with two thirds of the steps (benchmarks/results/runs/schedules*.log),
+#: measurably short of ``fast``.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"steps": 2000, "samples": 64, "lr": 1e-3, "schedule": "constant"},
     "fast": {"steps": 400, "samples": 16, "lr": 0.03, "schedule": "cosine", "lr_final": 1e-4},
-    "preview": {"steps": 150, "samples": 8, "lr": 0.05, "schedule": "cosine", "lr_final": 1e-3},
+    "preview": {"steps": 100, "samples": 8, "lr": 0.1, "schedule": "cosine", "lr_final": 1e-4},
 }
 
 
