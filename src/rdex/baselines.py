@@ -31,15 +31,14 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from rdex.rde import RDEConfig, resolve_target
+from rdex.rde import RDEConfig, frozen, resolve_target
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -98,23 +97,6 @@ class Attribution(Protocol):
     def __call__(
         self, model: nn.Module, x: Tensor, *, target: Any = None, **settings: Any
     ) -> Tensor: ...
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; the caller's flags are restored."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _check_input(x: Tensor) -> Tensor:
@@ -186,7 +168,7 @@ def integrated_gradients(
     from captum.attr import IntegratedGradients
 
     x = _check_input(x)
-    with _evaluating(model):
+    with frozen(model):
         _, t = _targets(model, x, target)
         base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x).contiguous()
         ig = IntegratedGradients(model)
@@ -218,7 +200,7 @@ def smoothgrad(
 
     x = _check_input(x)
     devices = [x.device] if x.device.type == "cuda" else []
-    with _evaluating(model), torch.random.fork_rng(devices=devices):
+    with frozen(model), torch.random.fork_rng(devices=devices):
         if seed is not None:
             torch.manual_seed(seed)
         _, t = _targets(model, x, target)
@@ -271,7 +253,7 @@ def guided_backprop(model: nn.Module, x: Tensor, *, target: Any = None) -> Tenso
             BaselineWarning,
             stacklevel=2,
         )
-    with _evaluating(model), warnings.catch_warnings():
+    with frozen(model), warnings.catch_warnings():
         # captum announces its ReLU hooks and the input's requires_grad on every call
         warnings.filterwarnings(
             "ignore", message="(Input Tensor|Setting backward hooks)", category=UserWarning
@@ -361,7 +343,7 @@ def lrp(
             captured.append(inputs[0])
 
     composite = EpsilonPlusFlat(epsilon=epsilon, canonizers=canon)
-    with _evaluating(model):
+    with frozen(model):
         _, t = _targets(model, x, target)
         xin = x.detach().clone().requires_grad_(True)
         handle = first.register_forward_pre_hook(grab)

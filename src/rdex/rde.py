@@ -36,7 +36,7 @@ from rdex.obfuscations import Obfuscation, make_obfuscation
 from rdex.representations import Representation, mask_shape
 from rdex.types import Distortion, ExplanationKind, ModelOutput, Schedule
 
-__all__ = ["RDEConfig", "RDEResult", "RDE", "PRESETS", "preset", "resolve_target"]
+__all__ = ["RDEConfig", "RDEResult", "RDE", "PRESETS", "preset", "resolve_target", "frozen"]
 
 # Elements (C*H*W summed over images) per forward pass on CPU when ``sample_chunk`` is None.
 _CPU_CHUNK_ELEMENTS = 4 * 3 * 256 * 256
@@ -247,15 +247,24 @@ def resolve_target(
 
 
 @contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode and restore the caller's flags afterwards."""
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` in eval mode with no parameter gradients; the caller's flags come back after.
+
+    The one place rdex touches a caller's module: every explainer, baseline and benchmark enters
+    it around its work, so a user's model leaves exactly as it came in.
+    """
     modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
     model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
     try:
         yield
     finally:
         for m, mode in modes:
             m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 class RDE:
@@ -375,7 +384,7 @@ class RDE:
                 f"inputs must lie in [{cfg.clip[0]}, {cfg.clip[1]}] (got [{float(x.min()):.3g}, "
                 f"{float(x.max()):.3g}]); normalisation belongs inside the model"
             )
-        with _evaluating(self.model):
+        with frozen(self.model):
             self._run_model = self._model_runner()
             try:
                 return self._optimise(x, target, reference_output, progress, desc)
