@@ -38,8 +38,10 @@ from rdex.types import Distortion, ExplanationKind, ModelOutput, Schedule
 
 __all__ = ["RDEConfig", "RDEResult", "RDE", "PRESETS", "preset", "resolve_target", "frozen"]
 
-# Elements (C*H*W summed over images) per forward pass on CPU when ``sample_chunk`` is None.
+# Elements (C*H*W summed over images) per forward pass on CPU when ``sample_chunk`` is None:
+# ~4 images of 3x256x256 single-threaded, ~16 with several threads (see RDE._optimise).
 _CPU_CHUNK_ELEMENTS = 4 * 3 * 256 * 256
+_CPU_CHUNK_ELEMENTS_THREADED = 16 * 3 * 256 * 256
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ class RDEConfig:
             compares raw outputs (for models that already output probabilities, or regressors).
         sample_chunk: Largest number of obfuscations sent through the model at once (memory bound;
             the gradient is accumulated over chunks). ``None``: automatic, all ``B * L`` at once
-            on GPU, on CPU chunks of about 4 images of 3x256x256 (faster per image, and peak
-            memory stays bounded). Chunking changes results only by float summation order.
+            on GPU; on CPU chunks of about 4 images of 3x256x256 when single-threaded (1.8x
+            faster per step) and about 16 otherwise (bounds memory). Chunking changes results only by float summation order.
         channels_last: Run the model in channels-last memory format: the obfuscations and
             detached channels-last copies of the model's 4D weights (the caller's model is not
             touched). About 1.9x faster convolutions on CPU than NCHW (``rdex bench``); converting
@@ -425,11 +427,17 @@ class RDE:
         optimizer = torch.optim.Adam(masks, lr=cfg.lr)
         samples = 1 if self.obfuscation.deterministic else cfg.samples
         if cfg.sample_chunk is None and x.device.type == "cpu":
-            # On CPU, many obfuscations in one pass are slower per image than small chunks
-            # (activations fall out of cache): model forward+backward CPU time per image for
-            # EfficientNet-Lite0 at 256x256 is 1.6x lower in chunks of 4 than of 16 (benchmarks/
-            # README), and memory stays bounded. Chunks of ~4 images of 3x256x256.
-            per_chunk = max(1, _CPU_CHUNK_ELEMENTS // max(1, x[0].numel()))
+            # Single-threaded, small chunks are much faster per image (cache): 1.83x per step at
+            # 256x256, L=64 with chunks of ~4 images. With several threads on a loaded machine
+            # every small op waits at a thread barrier, and 4-image chunks were 2.5x *slower*
+            # than one pass (README, Performance), so threads get ~16-image chunks, which only
+            # bound memory.
+            budget = (
+                _CPU_CHUNK_ELEMENTS
+                if torch.get_num_threads() == 1
+                else _CPU_CHUNK_ELEMENTS_THREADED
+            )
+            per_chunk = max(1, budget // max(1, x[0].numel()))
             chunk = max(1, min(samples, per_chunk // batch or 1))
         elif cfg.sample_chunk is None:
             chunk = samples
