@@ -16,13 +16,12 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,7 +33,7 @@ from torch import Tensor, nn
 from rdex.distortions import get_distortion
 from rdex.methods import CartoonX
 from rdex.obfuscations import make_obfuscation
-from rdex.rde import RDEConfig
+from rdex.rde import RDEConfig, frozen
 from rdex.representations import Wavelet
 
 __all__ = [
@@ -70,23 +69,6 @@ class ReferenceResult:
     loss: list[float]
     target: int
     runtime_s: float
-
-
-@contextlib.contextmanager
-def _frozen(model: nn.Module) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` on every parameter; the caller's flags come back."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
 
 
 def reference_cartoonx(
@@ -140,7 +122,7 @@ def reference_cartoonx(
         raise ValueError(f"noise must be 'per-band' or 'fused', got {noise!r}")
     start = time.perf_counter()
     height, width = x.shape[-2:]
-    with _frozen(model):
+    with frozen(model):
         with torch.no_grad():
             probs = torch.softmax(model(x), dim=1)
             label = int(probs.argmax(dim=1)) if target is None else int(target)
@@ -242,7 +224,7 @@ class ObjectiveEvaluator:
         self.representation = Wavelet(wavelet, levels=levels, mode=mode)
         self._distortion = get_distortion(distortion)
         obf = make_obfuscation(obfuscation)
-        with _frozen(model), torch.no_grad():
+        with frozen(model), torch.no_grad():
             self.reference = torch.softmax(model(x).float(), dim=1)
             self.target = int(self.reference.argmax(dim=1)) if target is None else int(target)
             self.bands = [b.detach() for b in self.representation.encode(x)]
@@ -270,7 +252,7 @@ class ObjectiveEvaluator:
         total = 0.0
         count = self.noise[0].shape[0]
         target = torch.tensor([self.target], device=self.x.device)
-        with _frozen(self.model):
+        with frozen(self.model):
             for lo in range(0, count, self.chunk):
                 hi = min(count, lo + self.chunk)
                 mixed = [
