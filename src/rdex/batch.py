@@ -633,6 +633,15 @@ class _Explainer:
                 targets.append(self.fixed_target)
         xs = x[chosen]
         result = method.explain(xs, target=torch.tensor(targets, device=x.device))
+        scores: list[dict[str, float] | None] = [None] * len(chosen)
+        if s.metrics:
+            from rdex.metrics import manifest_metrics
+
+            # Scored where the model, the images and the masks are (CPU or GPU alike).
+            scores = [
+                manifest_metrics(self.model, xs, result, j, explainer=method, curves=False)
+                for j in range(len(chosen))
+            ]
         result = result.to("cpu")
         for j, i in enumerate(chosen):
             record = result_record(result, j, self.labels)
@@ -642,12 +651,8 @@ class _Explainer:
                 record["true_label_name"] = self.labels[known]
             record["misclassified"] = wrong[i] if known is not None else None
             record["probabilities"] = _rounded_probs(result.probs[j])
-            if s.metrics:
-                from rdex.metrics import manifest_metrics
-
-                record["metrics"] = manifest_metrics(
-                    self.model, xs.cpu(), result, j, explainer=method, curves=False
-                )
+            if scores[j] is not None:
+                record["metrics"] = scores[j]
             outcomes[i] = _Outcome(
                 units[i].key, "ok", record=record, image=xs[j].detach().cpu(), result=result[j]
             )
