@@ -50,7 +50,9 @@ def test_save_result_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-de
     )
     x = torch.rand(2, 3, 32, 32)
     result = CartoonX(net, config=RDEConfig(steps=3, samples=2)).explain(x)
-    paths = save_result(result, tmp_path, "img", 1, labels=["a", "b", "c"], extra={"image": "img"})
+    paths, returned = save_result(
+        result, tmp_path, "img", 1, labels=["a", "b", "c"], extra={"image": "img"}
+    )
     data = np.load(paths["npz"])
     np.testing.assert_allclose(data["mask_flat"], result.mask_flat[1].numpy())
     for i, m in enumerate(result.mask):
@@ -58,7 +60,7 @@ def test_save_result_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-de
     np.testing.assert_allclose(data["history_loss"], result.history["loss"][:, 1].numpy())
     record = json.loads(paths["json"].read_text())
     expected = result_record(result, 1, ["a", "b", "c"]) | {"image": "img"}
-    assert record == json.loads(json.dumps(expected))
+    assert record == json.loads(json.dumps(expected)) == json.loads(json.dumps(returned))
     assert record["target"] == int(result.target[1])
     assert record["settings"]["steps"] == 3
     assert paths["explanation"].stat().st_size > 0

@@ -128,8 +128,12 @@ def save_result(
     *,
     labels: list[str] | None = None,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Path]:
-    """Write ``<stem>.png`` (explanation), ``<stem>.npz`` and ``<stem>.json`` for input ``index``."""
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Write ``<stem>.png`` (explanation), ``<stem>.npz`` and ``<stem>.json`` for input ``index``.
+
+    Returns:
+        The paths written (keys ``explanation``, ``npz``, ``json``) and the JSON record.
+    """
     from rdex.images import save_image
 
     out = Path(out_dir)
@@ -142,4 +146,4 @@ def save_result(
     save_npz(result, paths["npz"], index)
     record = result_record(result, index, labels) | (extra or {})
     atomic_write_text(paths["json"], json.dumps(record, indent=2) + "\n")
-    return paths
+    return paths, record

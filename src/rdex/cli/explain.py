@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             )
             for i, name in enumerate(batch_names):
                 stem = f"{stem_for(name)}-{method}"
-                paths = save_result(
+                _, record = save_result(
                     result, out, stem, i, labels=labels, extra={"image": name, "model": args.model}
                 )
                 fig = explanation_figure(
@@ -121,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
                     title=f"{name} · {args.model}",
                 )
                 save_figure(fig, out / f"{stem}-figure.png", pdf=args.pdf)
-                record = json.loads(paths["json"].read_text())
                 print(
                     f"{name} [{method}] explained {record['target_label']} "
                     f"(p={record['target_prob']:.3f}) in {record['runtime_s']:.1f} s, "
