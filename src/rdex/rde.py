@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from rdex.distortions import get_distortion
+from rdex.inference import FoldReport, fold_batchnorm
 from rdex.obfuscations import Obfuscation, make_obfuscation
 from rdex.representations import Representation, mask_shape
 from rdex.types import Distortion, ExplanationKind, ModelOutput, Schedule
@@ -71,6 +72,10 @@ class RDEConfig:
             detached channels-last copies of the model's 4D weights (the caller's model is not
             touched). About 1.9x faster convolutions on CPU than NCHW (``rdex bench``); converting
             only the inputs gains nothing. Results are unchanged up to float rounding.
+        fold_batchnorm: Run a copy of the model with every eval-mode BatchNorm folded into the
+            convolution before it (:func:`rdex.inference.fold_batchnorm`; checked against the
+            model on the input, else the model runs as it is). The same function up to float
+            rounding, with about a quarter less forward+backward time on EfficientNet-Lite0.
     """
 
     lambda_k: float = 20.0
@@ -87,6 +92,7 @@ class RDEConfig:
     model_output: ModelOutput = "softmax"
     sample_chunk: int | None = None
     channels_last: bool = True
+    fold_batchnorm: bool = True
 
     def __post_init__(self) -> None:
         if self.lambda_k < 0:
@@ -316,6 +322,7 @@ class RDE:
         self.explanation_kind: ExplanationKind = explanation
         self.callback: Callable[[int, list[Tensor]], None] | None = None
         self._run_model: Callable[[Tensor], Tensor] = model
+        self.fold_report: FoldReport | None = None
 
     def __repr__(self) -> str:
         return (
@@ -333,8 +340,9 @@ class RDE:
             y = y.contiguous(memory_format=torch.channels_last)
         return self._output(self._run_model(y))
 
-    def _model_runner(self) -> Callable[[Tensor], Tensor]:
-        """The model as the optimiser calls it: frozen, and channels-last when configured.
+    def _model_runner(self, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """The model as the optimiser calls it: frozen, BatchNorms folded and channels-last when
+        configured (``x`` is the input, used to find and check the folds).
 
         Parameters and buffers are passed to :func:`torch.func.functional_call` as detached
         tensors, so no weight gradient is ever recorded whatever the caller's ``requires_grad``
@@ -345,6 +353,8 @@ class RDE:
         model = self.model
         if isinstance(model, torch.jit.ScriptModule):
             return model
+        if self.config.fold_batchnorm and x.dim() == 4 and len(x):
+            model, self.fold_report = fold_batchnorm(model, x)
         state: dict[str, Tensor] = {}
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
             t = tensor.detach()
@@ -387,7 +397,7 @@ class RDE:
                 f"{float(x.max()):.3g}]); normalisation belongs inside the model"
             )
         with frozen(self.model):
-            self._run_model = self._model_runner()
+            self._run_model = self._model_runner(x)
             try:
                 return self._optimise(x, target, reference_output, progress, desc)
             finally:
