@@ -442,11 +442,12 @@ def _run_variant(
         for i in range(x.shape[0]):
             reference_cartoonx(model, x[i : i + 1], lambda_k=lambda_k, steps=steps, samples=samples)
     else:
-        changes: dict[str, Any] = {
+        levers: dict[str, dict[str, Any]] = {
             "rdex-nchw": {"channels_last": False},
             "rdex-nofold": {"fold_batchnorm": False},
             "rdex-onepass": {"sample_chunk": samples * x.shape[0]},
-        }.get(variant, {})
+        }
+        changes = levers.get(variant, {})
         if variant not in SPEED_VARIANTS:
             raise ValueError(
                 f"unknown speed variant {variant!r}; choose from {', '.join(SPEED_VARIANTS)}"

@@ -51,8 +51,10 @@ def _replacement(bn: nn.BatchNorm2d) -> nn.Module | None:
     if type(bn).forward is nn.BatchNorm2d.forward:
         return nn.Identity()
     # timm's BatchNormAct2d: batch norm, then dropout and activation (norm_act.py).
-    if type(bn).__name__ == "BatchNormAct2d" and hasattr(bn, "drop") and hasattr(bn, "act"):
-        return nn.Sequential(bn.drop, bn.act)
+    drop, act = getattr(bn, "drop", None), getattr(bn, "act", None)
+    known = type(bn).__name__ == "BatchNormAct2d"
+    if known and isinstance(drop, nn.Module) and isinstance(act, nn.Module):
+        return nn.Sequential(drop, act)
     return None
 
 
@@ -94,9 +96,7 @@ def _find_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, str]
     finally:
         for h in handles:
             h.remove()
-    pairs = [
-        (conv, bn) for bn, conv in pair_of.items() if calls[bn] == 1 and calls[conv] == 1
-    ]
+    pairs = [(conv, bn) for bn, conv in pair_of.items() if calls[bn] == 1 and calls[conv] == 1]
     ran = sum(
         1 for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and name in calls
     )
