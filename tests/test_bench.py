@@ -101,6 +101,21 @@ def test_evaluator_is_deterministic_and_scores_the_objective() -> None:
         ev([torch.zeros(3)] + zeros[1:])
 
 
+def test_rate_distortion_score_ranks_masks_by_faithfulness() -> None:
+    from tests.tiny_models import ColourNet
+
+    net = ColourNet(gain=8.0)
+    x = torch.full((1, 3, 32, 32), 0.2)
+    x[:, 0] = 0.8  # red dominates: the decision lives in the approximation (colour) band
+    ev = bench.ObjectiveEvaluator(net, x, samples=16, seed=1)
+    coarse = [torch.ones(1, 1, *ev.bands[0].shape[2:])]
+    coarse += [torch.zeros(1, 1, *b.shape[2:]) for b in ev.bands[1:]]
+    fine = [torch.zeros_like(coarse[0])] + [torch.ones_like(m) for m in coarse[1:]]
+    kept_colour, kept_detail = ev.rate_distortion_auc(coarse), ev.rate_distortion_auc(fine)
+    assert 0 <= kept_colour < kept_detail
+    assert ev.rate_distortion_auc(coarse) == kept_colour  # fixed noise: deterministic
+
+
 def test_similarity_scores() -> None:
     a = [torch.tensor([0.9, 0.1, 0.7]), torch.tensor([[0.0, 1.0]])]
     b = [torch.tensor([0.9, 0.8, 0.2]), torch.tensor([[0.0, 1.0]])]
@@ -141,7 +156,8 @@ def test_cli_bench_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFix
     assert set(quality["runs"]) == {"paper-s0", "paper-s1", "preview-s0"}
     assert quality["runs"]["paper-s0"]["final"]["ssim"] == pytest.approx(1.0)
     assert quality["runs"]["paper-s0"]["final"]["ratio"] == pytest.approx(1.0)
-    assert set(quality["floor"]) == {"ratio", "ssim", "overlap"}
+    assert set(quality["floor"]) == {"ratio", "ssim", "overlap", "rd_ratio"}
+    assert quality["runs"]["paper-s0"]["final"]["rd_ratio"] == pytest.approx(1.0)
     for name in ("bench-speed.png", "bench-quality.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert "x" in capsys.readouterr().out

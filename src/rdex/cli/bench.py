@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--variants",
         default="reference,rdex",
-        help="comma-separated: reference, rdex, rdex-nchw, rdex-onepass (first = baseline)",
+        help="comma-separated: reference, rdex, rdex-nchw, rdex-nofold, rdex-onepass (first = baseline)",
     )
     g.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     q = p.add_argument_group("quality mode")
