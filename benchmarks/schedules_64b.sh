@@ -12,3 +12,6 @@ run --name preview-s1 --preset preview --seed 1
 run --name fast-s1 --preset fast --seed 1
 run --name cos0.1-N60-L8-s0 --preset fast --lr 0.1 --steps 60 --samples 8
 run --name cos0.1-N120-L4-s0 --preset fast --lr 0.1 --steps 120 --samples 4
+# Third batch (second session): the 128 px study's best cheaper candidate, on rocket at 64x64 too.
+run --name cos0.05-N300-L16-s0 --preset fast --lr 0.05 --steps 300 --samples 16
+run --name cos0.05-N300-L16-s1 --preset fast --lr 0.05 --steps 300 --samples 16 --seed 1

@@ -199,7 +199,6 @@ def test_automatic_cpu_chunking_gives_the_same_mask(monkeypatch: pytest.MonkeyPa
     whole = CartoonX(net, preset="paper", sample_chunk=6, **settings).explain(x)
     calls: list[int] = []
     monkeypatch.setattr(rdex.rde, "_CPU_CHUNK_ELEMENTS", 4 * x[0].numel())  # chunks of 4, 2
-    monkeypatch.setattr(rdex.rde, "_CPU_CHUNK_ELEMENTS_THREADED", 4 * x[0].numel())
     original = rdex.rde.RDE._distortion_chunk
 
     def spy(self, masks, bands, noise, lo, hi, *rest):  # type: ignore[no-untyped-def]

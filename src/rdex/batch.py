@@ -1140,6 +1140,9 @@ class _RayWorker:
     def __init__(self, model: Any, settings: _Settings) -> None:
         import ray
 
+        from rdex.inference import keep_freed_memory
+
+        keep_freed_memory()  # the worker process is rdex's own, as the rdex command's is
         if isinstance(model, ray.ObjectRef):
             model = ray.get(model)
         gpus = ray.get_gpu_ids()

@@ -452,7 +452,7 @@ SPEED_VARIANTS: dict[str, str] = {
     "reference": "plain Algorithm 1 (reference_cartoonx: NCHW, per-band noise, .item() per step)",
     "rdex": "rdex.CartoonX, default settings (channels-last model copy with BatchNorms folded, "
     "fused noise, no sync, "
-    "CPU: obfuscations in chunks of ~4 images of 256x256)",
+    "CPU: obfuscations in chunks of ~8 images of 256x256)",
     "rdex-nchw": "rdex.CartoonX with channels_last=False (the channels-last lever off)",
     "rdex-nofold": "rdex.CartoonX with fold_batchnorm=False (the BatchNorm-folding lever off)",
     "rdex-onepass": "rdex.CartoonX with all B*L obfuscations in one pass (the chunking lever off)",

@@ -40,9 +40,8 @@ from rdex.types import Distortion, ExplanationKind, ModelOutput, Schedule
 __all__ = ["RDEConfig", "RDEResult", "RDE", "PRESETS", "preset", "resolve_target", "frozen"]
 
 # Elements (C*H*W summed over images) per forward pass on CPU when ``sample_chunk`` is None:
-# ~4 images of 3x256x256 single-threaded, ~16 with several threads (see RDE._optimise).
-_CPU_CHUNK_ELEMENTS = 4 * 3 * 256 * 256
-_CPU_CHUNK_ELEMENTS_THREADED = 16 * 3 * 256 * 256
+# ~8 images of 3x256x256 (see RDE._optimise and benchmarks/step_levers.py).
+_CPU_CHUNK_ELEMENTS = 8 * 3 * 256 * 256
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,8 @@ class RDEConfig:
             compares raw outputs (for models that already output probabilities, or regressors).
         sample_chunk: Largest number of obfuscations sent through the model at once (memory bound;
             the gradient is accumulated over chunks). ``None``: automatic, all ``B * L`` at once
-            on GPU; on CPU chunks of about 4 images of 3x256x256 when single-threaded (1.8x
-            faster per step) and about 16 otherwise (bounds memory). Chunking changes results only by float summation order.
+            on GPU; on CPU chunks of about 8 images of 3x256x256 (cache-sized: 1.3x faster per
+            step than 16 with 2 threads). Chunking changes results only by float summation order.
         channels_last: Run the model in channels-last memory format: the obfuscations and
             detached channels-last copies of the model's 4D weights (the caller's model is not
             touched). About 1.9x faster convolutions on CPU than NCHW (``rdex bench``); converting
@@ -437,17 +436,10 @@ class RDE:
         optimizer = torch.optim.Adam(masks, lr=cfg.lr)
         samples = 1 if self.obfuscation.deterministic else cfg.samples
         if cfg.sample_chunk is None and x.device.type == "cpu":
-            # Single-threaded, small chunks are much faster per image (cache): 1.83x per step at
-            # 256x256, L=64 with chunks of ~4 images. With several threads on a loaded machine
-            # every small op waits at a thread barrier, and 4-image chunks were 2.5x *slower*
-            # than one pass (README, Performance), so threads get ~16-image chunks, which only
-            # bound memory.
-            budget = (
-                _CPU_CHUNK_ELEMENTS
-                if torch.get_num_threads() == 1
-                else _CPU_CHUNK_ELEMENTS_THREADED
-            )
-            per_chunk = max(1, budget // max(1, x[0].numel()))
+            # Small chunks stay in cache: at 256x256 on an idle 2-core CPU a step with chunks of
+            # 8 images took 0.51 s against 0.68 s with 16 (2 threads; 1 thread: 4 and 8 equal),
+            # README, Performance. One pass would also need memory for all B * L images.
+            per_chunk = max(1, _CPU_CHUNK_ELEMENTS // max(1, x[0].numel()))
             chunk = max(1, min(samples, per_chunk // batch or 1))
         elif cfg.sample_chunk is None:
             chunk = samples

@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
+    from rdex.inference import keep_freed_memory
+
+    keep_freed_memory()  # the rdex process's own allocator: no page faults per chunk
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
