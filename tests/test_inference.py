@@ -144,3 +144,10 @@ def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_in_again() -> N
     # round; kept in the heap (keep_freed_memory), the later rounds reuse it.
     assert faults("off") > 10_000
     assert faults("on") < 1_000
+
+
+def test_keep_freed_memory_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rdex.inference import keep_freed_memory
+
+    monkeypatch.setenv("RDEX_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False

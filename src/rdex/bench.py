@@ -583,6 +583,7 @@ def speed_benchmark(
             "device": str(device),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "keep_freed_memory": os.environ.get("RDEX_KEEP_FREED_MEMORY", "1") != "0",
         },
         "loadavg": loads,
         "variants": {},

@@ -18,6 +18,7 @@ original on the example input; if they disagree the original is used.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -179,12 +180,15 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
 
     Process-wide, so the ``rdex`` command calls it for its own process; a library user calls it
     (or sets ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``) only if that suits the
-    application. A no-op returning False where glibc is not the C library.
+    application. A no-op returning False where glibc is not the C library, or when the
+    environment variable ``RDEX_KEEP_FREED_MEMORY`` is ``0`` (to benchmark the default allocator).
     """
     import ctypes
     import ctypes.util
     import platform
 
+    if os.environ.get("RDEX_KEEP_FREED_MEMORY", "1") == "0":
+        return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     name = ctypes.util.find_library("c") or "libc.so.6"

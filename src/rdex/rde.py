@@ -121,11 +121,12 @@ class RDEConfig:
 
 
 #: Named optimiser schedules. ``paper`` is appendix A.2 exactly. ``fast`` anneals the learning rate
-#: (cosine from 0.03 to 1e-4) over 400 steps with 16 samples: with the authors' code it reached the
-#: paper schedule's objective 19x sooner (see ``../shared/paper/NOTES.md`` and the benchmark).
-#: ``preview`` is for a first look (the demo, under 5 minutes on two CPU cores): scored by the
-#: benchmark's common evaluator on rocket at 64 px it reaches 1.31x the paper schedule's objective
-#: (a 150-step preview: 1.12-1.24x; ``fast``: 0.96-1.02x), so it is clearly not paper quality.
+#: (cosine from 0.03 to 1e-4) over 400 steps with 16 samples, 1/20 of the paper's model
+#: evaluations. Scored by the benchmark's common evaluator against the paper schedule: at 64 px
+#: (rocket) within the paper's own two-seed floor (objective 0.96-1.02x, SSIM 0.94-0.98); at
+#: 128 px (chelsea) objective 1.02-1.03x but SSIM 0.93-0.94, where two paper runs agree to 0.994
+#: (README, Performance). ``preview`` is for a first look (the demo: 33 s at 256x256 on two CPU
+#: cores); 1.3x (64 px) to 1.7-1.9x (128 px) the paper schedule's objective, not paper quality.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"steps": 2000, "samples": 64, "lr": 1e-3, "schedule": "constant"},
     "fast": {"steps": 400, "samples": 16, "lr": 0.03, "schedule": "cosine", "lr_final": 1e-4},
