@@ -18,15 +18,15 @@ import torch
 from rdex.bench import run_schedule
 from rdex.images import sample_image
 from rdex.models import load_classifier
-from rdex.rde import preset
+from rdex.rde import RDEConfig, preset
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_schedule_args(p: argparse.ArgumentParser, *, preset: str, size: int) -> None:
+    """The run's name, image and schedule (shared with ``schedule_search.py``)."""
     p.add_argument("--name", required=True)
-    p.add_argument("--preset", default="paper")
+    p.add_argument("--preset", default=preset)
     p.add_argument("--image", default="chelsea")
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=size)
     p.add_argument("--lambda-k", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
@@ -34,11 +34,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--lr-final", type=float, default=None)
     p.add_argument("--schedule", default=None)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="benchmarks/results/runs")
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    config = preset(
+
+
+def schedule_config(a: argparse.Namespace, **extra: object) -> RDEConfig:
+    """The :class:`RDEConfig` of the arguments of :func:`add_schedule_args` (``extra``: more fields)."""
+    return preset(
         a.preset,
         lambda_k=a.lambda_k,
         seed=a.seed,
@@ -47,7 +47,18 @@ def main() -> None:
         lr=a.lr,
         lr_final=a.lr_final,
         schedule=a.schedule,
+        **extra,
     )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_schedule_args(p, preset="paper", size=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="benchmarks/results/runs")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    config = schedule_config(a)
     model = load_classifier()
     x = sample_image(a.image, size=a.size).unsqueeze(0)
     out = Path(a.out)

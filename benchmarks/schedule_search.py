@@ -16,28 +16,19 @@ import os
 import time
 
 import torch
+from quality_runs import add_schedule_args, schedule_config  # this folder, run as a script
 
 import rdex.obfuscations as ob
 from rdex.bench import ObjectiveEvaluator
 from rdex.images import sample_image
 from rdex.methods import CartoonX
 from rdex.models import load_classifier
-from rdex.rde import preset
 
-p = argparse.ArgumentParser()
-p.add_argument("--name", required=True)
-p.add_argument("--preset", default="fast")
-p.add_argument("--steps", type=int)
-p.add_argument("--samples", type=int)
-p.add_argument("--lr", type=float)
-p.add_argument("--lr-final", type=float)
-p.add_argument("--schedule")
-p.add_argument("--seed", type=int, default=0)
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+add_schedule_args(p, preset="fast", size=128)
 p.add_argument("--antithetic", action="store_true")
 p.add_argument("--beta1", type=float)
 p.add_argument("--beta2", type=float)
-p.add_argument("--size", type=int, default=128)
-p.add_argument("--image", default="chelsea")
 p.add_argument("--extra", default="{}", help="more RDEConfig fields as JSON")
 p.add_argument("--keep", default="schedule-search-masks", help="folder for the final masks")
 a = p.parse_args()
@@ -59,16 +50,7 @@ if a.beta1 or a.beta2:
     Adam = torch.optim.Adam
     b = (a.beta1 or 0.9, a.beta2 or 0.999)
     torch.optim.Adam = lambda params, lr: Adam(params, lr=lr, betas=b)
-cfg = preset(
-    a.preset,
-    steps=a.steps,
-    samples=a.samples,
-    lr=a.lr,
-    lr_final=a.lr_final,
-    schedule=a.schedule,
-    seed=a.seed,
-    **json.loads(a.extra),
-)
+cfg = schedule_config(a, **json.loads(a.extra))
 model = load_classifier()
 x = sample_image(a.image, size=a.size).unsqueeze(0)
 t = time.perf_counter()

@@ -152,6 +152,9 @@ def test_cli_bench_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFix
     ref, fast = speed["variants"]["reference"], speed["variants"]["rdex"]
     assert ref["peak_memory_mb"] > 0 and fast["step_s_median"] > 0
     assert fast["speedup_vs_reference_median"] > 0 and "loadavg" in speed
+    from rdex.inference import freed_memory_kept
+
+    assert speed["settings"]["keep_freed_memory"] is freed_memory_kept()  # set by rdex's main
     quality = json.loads((out / "bench-quality.json").read_text())
     assert set(quality["runs"]) == {"paper-s0", "paper-s1", "preview-s0"}
     assert quality["runs"]["paper-s0"]["final"]["ssim"] == pytest.approx(1.0)

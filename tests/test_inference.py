@@ -102,9 +102,10 @@ def test_cartoonx_with_and_without_folding_agree(tiny_classifier) -> None:  # no
 
 _FAULTS = """
 import resource, sys, torch
-from rdex.inference import keep_freed_memory
+from rdex.inference import freed_memory_kept, keep_freed_memory
 if sys.argv[1] == "on":
     assert keep_freed_memory()
+assert freed_memory_kept() == (sys.argv[1] == "on")
 def one_round():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     buffers = [torch.empty(4 << 20).fill_(1.0) for _ in range(6)]  # 6 x 16 MiB, like activations

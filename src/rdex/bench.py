@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from rdex.distortions import get_distortion
+from rdex.inference import freed_memory_kept
 from rdex.methods import CartoonX
 from rdex.obfuscations import make_obfuscation
 from rdex.rde import RDEConfig, frozen
@@ -583,7 +584,7 @@ def speed_benchmark(
             "device": str(device),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
-            "keep_freed_memory": os.environ.get("RDEX_KEEP_FREED_MEMORY", "1") != "0",
+            "keep_freed_memory": freed_memory_kept(),
         },
         "loadavg": loads,
         "variants": {},
@@ -686,7 +687,9 @@ def score_runs(
             curve["ssim"].append(ssim(evaluator.picture(mask), ref_pic))
             curve["overlap"].append(retained_overlap(mask, ref_mask))
         final: dict[str, float] = {k: v[-1] for k, v in curve.items()}
-        final["rd_auc"] = evaluator.rate_distortion_auc(rec["masks"][-1])
+        final["rd_auc"] = (
+            ref_rd if name == reference else evaluator.rate_distortion_auc(rec["masks"][-1])
+        )
         final["rd_ratio"] = final["rd_auc"] / ref_rd if ref_rd > 0 else float("nan")
         say(
             f"{name}: {final['steps']} steps, {final['time_s']:.1f} s, objective x{final['ratio']:.3f}, "

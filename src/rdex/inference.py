@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["FoldReport", "fold_batchnorm", "keep_freed_memory"]
+__all__ = ["FoldReport", "fold_batchnorm", "freed_memory_kept", "keep_freed_memory"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,13 @@ def _replacement(bn: nn.BatchNorm2d) -> nn.Module | None:
     return None
 
 
-def _find_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, str]], int]:
+def _find_pairs(
+    model: nn.Module, example: Tensor
+) -> tuple[list[tuple[str, str]], int, Tensor]:
     """(conv, batchnorm) name pairs where the BatchNorm's input is the conv's own output.
 
     Only modules that ran exactly once qualify (a shared layer could not be folded for one use).
-    Also returns how many BatchNorm layers ran.
+    Also returns how many BatchNorm layers ran, and the model's output on ``example``.
     """
     produced: dict[int, tuple[str, Tensor]] = {}
     calls: dict[str, int] = {}
@@ -93,7 +95,7 @@ def _find_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, str]
             handles.append(module.register_forward_pre_hook(on_bn(name)))
     try:
         with torch.no_grad():
-            model(example)
+            output = model(example)
     finally:
         for h in handles:
             h.remove()
@@ -101,7 +103,7 @@ def _find_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, str]
     ran = sum(
         1 for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and name in calls
     )
-    return pairs, ran
+    return pairs, ran, output
 
 
 def fold_batchnorm(
@@ -125,7 +127,7 @@ def fold_batchnorm(
         return model, FoldReport(0, 0, 0.0, False)
     work = copy.deepcopy(model)
     probe = example[:1]
-    pairs, ran = _find_pairs(work, probe)
+    pairs, ran, unfolded = _find_pairs(work, probe)  # work is still an exact copy here
     modules = dict(work.named_modules())
     folded = 0
     for conv_name, bn_name in pairs:
@@ -152,8 +154,8 @@ def fold_batchnorm(
         folded += 1
     if folded == 0:
         return model, FoldReport(0, ran, 0.0, False)
+    want = unfolded.float()
     with torch.no_grad():
-        want = model(probe).float()
         got = work(probe).float()
     error = float((want - got).abs().max())
     scale = float(want.abs().max()) or 1.0
@@ -165,6 +167,12 @@ def fold_batchnorm(
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_freed_memory_kept = False
+
+
+def freed_memory_kept() -> bool:
+    """Whether :func:`keep_freed_memory` raised this process's allocator thresholds."""
+    return _freed_memory_kept
 
 
 def keep_freed_memory(threshold: int = 1 << 30) -> bool:
@@ -199,6 +207,9 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(
+    global _freed_memory_kept
+    kept = bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(
         mallopt(_M_TRIM_THRESHOLD, threshold)
     )
+    _freed_memory_kept = _freed_memory_kept or kept
+    return kept
