@@ -59,9 +59,7 @@ def _replacement(bn: nn.BatchNorm2d) -> nn.Module | None:
     return None
 
 
-def _find_pairs(
-    model: nn.Module, example: Tensor
-) -> tuple[list[tuple[str, str]], int, Tensor]:
+def _find_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, str]], int, Tensor]:
     """(conv, batchnorm) name pairs where the BatchNorm's input is the conv's own output.
 
     Only modules that ran exactly once qualify (a shared layer could not be folded for one use).
