@@ -270,3 +270,25 @@ def test_evaluate_rde_result_and_manifest() -> None:
     assert line["cp_entropy"] == pytest.approx(float(ev.scores["cp_entropy"][1]), rel=1e-5)
     with pytest.raises(ValueError, match="explainer"):
         M.manifest_metrics(model, x, result)
+
+
+def test_evaluate_runs_in_eval_mode_and_hands_the_model_back() -> None:
+    """Dropout in train mode would make every score random; evaluate runs the model frozen (eval
+    mode, no parameter gradients) and restores the caller's flags, mixed ones included."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.5), Planted(scale=3.0))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        net[0].bias.zero_()
+    net[0].bias.requires_grad_(False)
+    flags = {n: p.requires_grad for n, p in net.named_parameters()}
+    x = planted_image()
+    ex = M.Explanation.from_mask("perfect", x, [perfect_and_random()[0]], Pixel())
+    net.train()
+    in_train = M.evaluate(net, x, ex, samples=2, steps=4, fractions=[0, 0.5, 1]).scores
+    assert net.training and all(m.training for m in net.modules())
+    assert {n: p.requires_grad for n, p in net.named_parameters()} == flags
+    net.eval()
+    in_eval = M.evaluate(net, x, ex, samples=2, steps=4, fractions=[0, 0.5, 1]).scores
+    for key, value in in_eval.items():
+        assert torch.equal(in_train[key], value), key
