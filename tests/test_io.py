@@ -64,3 +64,59 @@ def test_save_result_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert record["target"] == int(result.target[1])
     assert record["settings"]["steps"] == 3
     assert paths["explanation"].stat().st_size > 0
+
+
+def test_load_result_reads_what_save_npz_wrote(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rdex.io import load_result, save_npz
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    result = CartoonX(net, config=RDEConfig(steps=2, samples=2), levels=2).explain(
+        torch.rand(2, 3, 16, 16)
+    )
+    saved = load_result(save_npz(result, tmp_path / "r.npz", 1))
+    assert len(saved.mask) == len(result.mask) == 3
+    for band, m in zip(saved.mask, result.mask, strict=True):
+        np.testing.assert_array_equal(band, m[1].numpy())
+    np.testing.assert_array_equal(saved.mask_flat, result.mask_flat[1].numpy())
+    np.testing.assert_array_equal(saved.explanation, result.explanation[1].numpy())
+    np.testing.assert_array_equal(saved.explanation_rgb, result.explanation_rgb[1].numpy())
+    np.testing.assert_array_equal(saved.probs, result.probs[1].numpy())
+    assert saved.band_names == list(result.band_names)
+    assert saved.target == int(result.target[1]) and saved.attribution is None
+    assert set(saved.history) == set(result.history)
+    np.testing.assert_array_equal(saved.history["loss"], result.history["loss"][:, 1].numpy())
+
+
+def test_load_result_refuses_files_that_are_not_results(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from rdex.io import load_result
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, mask_0=np.zeros((1, 64, 64)))
+    whole = buffer.getvalue()
+    single = io.BytesIO()
+    np.save(single, np.arange(3))
+    for name, data in {
+        "text.npz": b"not an archive",
+        "empty.npz": b"",
+        "truncated.npz": whole[: len(whole) // 2],
+        "array.npz": single.getvalue(),
+    }.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match="not an .npz file saved by rdex"):
+            load_result(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        load_result(tmp_path / "missing.npz")
+
+
+def test_evaluate_a_damaged_result_is_a_one_line_error(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rdex.cli import main
+
+    (tmp_path / "x.json").write_text(json.dumps({"method": "cartoonx", "image": "chelsea"}))
+    (tmp_path / "x.npz").write_bytes(b"PK\x03\x04 damaged")
+    assert main(["evaluate", str(tmp_path), "--model", "tests.tiny_models:colour_net"]) == 2
+    err = capsys.readouterr().err
+    assert "x.npz is not an .npz file saved by rdex" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

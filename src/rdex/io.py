@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,76 @@ def save_result(
     record = result_record(result, index, labels) | (extra or {})
     atomic_write_text(paths["json"], json.dumps(record, indent=2) + "\n")
     return paths, record
+
+
+@dataclass(frozen=True)
+class SavedResult:
+    """One input's explanation as :func:`save_npz` wrote it: the arrays without the batch dimension.
+
+    Attributes:
+        path: The file read.
+        mask: Per band ``mask_0, mask_1, ...`` as saved (e.g. wavelet approximation ``(1, h, w)``,
+            details ``(1, 3, h, w)``; the leading 1 is the mask dimension shared by the channels).
+            Empty for a file that holds no mask (e.g. an attribution).
+        mask_flat: The mask as one vector ``(k,)``.
+        band_names: Name of every band.
+        explanation: The explanation picture ``(1, H, W)``.
+        explanation_rgb: The masked input ``(C, H, W)``.
+        attribution: A pixel attribution ``(C, H, W)``, where a file holds one instead of a mask.
+        target: The explained label.
+        probs: The model's probabilities ``(m,)``.
+        history: Per optimisation step ``distortion``, ``l1``, ``loss``, ``lr`` ``(N,)``.
+    """
+
+    path: Path
+    mask: list[np.ndarray]
+    mask_flat: np.ndarray | None = None
+    band_names: list[str] = field(default_factory=list)
+    explanation: np.ndarray | None = None
+    explanation_rgb: np.ndarray | None = None
+    attribution: np.ndarray | None = None
+    target: int | None = None
+    probs: np.ndarray | None = None
+    history: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def load_result(path: str | os.PathLike[str]) -> SavedResult:
+    """Read an ``.npz`` written by :func:`save_npz` (``rdex explain``, ``rdex batch``).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: The file is not an ``.npz`` archive (or is damaged).
+    """
+    import re
+    import zipfile
+    import zlib
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    try:
+        data = np.load(p, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # Damaged or foreign files; OSErrors (permissions, disk) pass through as they are.
+        raise ValueError(f"{p} is not an .npz file saved by rdex: {exc}") from None
+    masks = sorted((k for k in arrays if re.fullmatch(r"mask_[0-9]+", k)), key=lambda k: int(k[5:]))
+
+    return SavedResult(
+        path=p,
+        mask=[arrays[k] for k in masks],
+        mask_flat=arrays.get("mask_flat"),
+        band_names=[str(b) for b in arrays.get("band_names", [])],
+        explanation=arrays.get("explanation"),
+        explanation_rgb=arrays.get("explanation_rgb"),
+        attribution=arrays.get("attribution"),
+        target=int(arrays["target"]) if "target" in arrays else None,
+        probs=arrays.get("probs"),
+        history={k[8:]: v for k, v in arrays.items() if k.startswith("history_")},
+    )
+
+
+__all__ += ["SavedResult", "load_result"]

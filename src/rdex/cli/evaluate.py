@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from rdex.cli._common import add_image_args, add_model_args, add_rde_args, pick_device, rde_config
@@ -114,6 +113,7 @@ def obfuscation_from_repr(text: str | None) -> str:
 def _saved_units(folder: Path, fit: str) -> list[dict[str, Any]]:
     """Saved explanations of a folder: dicts with name, method, model, x (3, H, W), npz, record."""
     from rdex.images import load_image, resolve_image
+    from rdex.io import load_result
 
     units = []
     manifest = folder / "manifest.jsonl"
@@ -142,8 +142,10 @@ def _saved_units(folder: Path, fit: str) -> list[dict[str, Any]]:
             continue
         if not isinstance(rec, dict) or "method" not in rec:
             continue
-        with np.load(npz_path) as data:
-            height = int(data["explanation"].shape[-1])
+        saved = load_result(npz_path)
+        if saved.explanation is None:
+            raise ValueError(f"{npz_path} holds no explanation picture")
+        height = int(saved.explanation.shape[-1])
         image = rec.get("image")
         if image is None:
             raise ValueError(f"{json_path}: the record names no image; evaluate the images instead")
@@ -169,29 +171,31 @@ def _saved_units(folder: Path, fit: str) -> list[dict[str, Any]]:
 
 
 def _explanation_from_npz(unit: dict[str, Any], x: torch.Tensor) -> Any:
+    from rdex.io import load_result
     from rdex.metrics import Explanation
 
     rec = unit["record"]
-    with np.load(unit["npz"]) as data:
-        keys = sorted(
-            (k for k in data.files if re.fullmatch(r"mask_\d+", k)), key=lambda k: int(k[5:])
-        )
-        target = torch.tensor([int(data["target"])]) if "target" in data.files else None
-        if keys:
-            masks = [torch.from_numpy(data[k]).float().unsqueeze(0) for k in keys]
-            picture = torch.from_numpy(data["explanation"]).float().unsqueeze(0)
-            rep = representation_from_repr(rec.get("representation"), unit["method"])
-            settings = rec.get("settings") or {}
-            config = settings.get("config", settings) if isinstance(settings, dict) else {}
-            distortion = config.get("distortion", "label") if isinstance(config, dict) else "label"
-            return Explanation.from_mask(
-                unit["method"], x, masks, rep, obfuscation=obfuscation_from_repr(rec.get("obfuscation")),
-                target=target, picture=picture, distortion=distortion,
-            )  # fmt: skip
-        key = "attribution" if "attribution" in data.files else "explanation"
-        attr = torch.from_numpy(data[key]).float()
-        attr = attr.view(1, -1, *attr.shape[-2:])
-        return Explanation.from_attribution(unit["method"], x, attr, target=target)
+    saved = load_result(unit["npz"])
+    target = torch.tensor([saved.target]) if saved.target is not None else None
+    if saved.mask:
+        if saved.explanation is None:
+            raise ValueError(f"{saved.path} holds a mask but no explanation picture")
+        masks = [torch.from_numpy(m).float().unsqueeze(0) for m in saved.mask]
+        picture = torch.from_numpy(saved.explanation).float().unsqueeze(0)
+        rep = representation_from_repr(rec.get("representation"), unit["method"])
+        settings = rec.get("settings") or {}
+        config = settings.get("config", settings) if isinstance(settings, dict) else {}
+        distortion = config.get("distortion", "label") if isinstance(config, dict) else "label"
+        return Explanation.from_mask(
+            unit["method"], x, masks, rep, obfuscation=obfuscation_from_repr(rec.get("obfuscation")),
+            target=target, picture=picture, distortion=distortion,
+        )  # fmt: skip
+    array = saved.attribution if saved.attribution is not None else saved.explanation
+    if array is None:
+        raise ValueError(f"{saved.path} holds no mask, attribution or explanation picture")
+    attr = torch.from_numpy(array).float()
+    attr = attr.view(1, -1, *attr.shape[-2:])
+    return Explanation.from_attribution(unit["method"], x, attr, target=target)
 
 
 def run(args: argparse.Namespace) -> int:
