@@ -9,17 +9,8 @@ import torch
 from matplotlib.colors import to_rgba
 from torch import nn
 
-from rdex.figures import (
-    compare_figure,
-    compare_methods,
-    compare_models,
-    dwt_figure,
-    dwt_mosaic,
-    mask_from_npz,
-    models_figure,
-    sweep,
-    sweep_figure,
-)
+from rdex.figures import compare_methods, compare_models, mask_from_npz, sweep
+from rdex.plots import compare_figure, dwt_figure, dwt_mosaic, models_figure, sweep_figure
 from rdex.rde import preset
 from rdex.viz import CORRECT_COLOR, WRONG_COLOR, heatmap, label_color
 

@@ -116,9 +116,10 @@ def rde_settings(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     from rdex.baselines import resolve_methods
-    from rdex.figures import compare_figure, compare_methods, save_comparison
+    from rdex.figures import compare_methods, save_comparison
     from rdex.images import load_batch
     from rdex.models import load_classifier
+    from rdex.plots import compare_figure
     from rdex.viz import save_figure
 
     methods = resolve_methods(args.methods)

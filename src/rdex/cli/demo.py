@@ -51,11 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rdex.cli._common import method_names
     from rdex.cli.explain import stem_for
-    from rdex.figures import Comparison, compare_figure
+    from rdex.figures import Comparison
     from rdex.images import load_batch, save_image
     from rdex.io import save_result
     from rdex.methods import METHODS
     from rdex.models import load_classifier
+    from rdex.plots import compare_figure
     from rdex.rde import preset
     from rdex.viz import explanation_figure, save_figure
 

@@ -33,8 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rdex.figures import dwt_figure, mask_from_npz
+    from rdex.figures import mask_from_npz
     from rdex.images import resolve_image
+    from rdex.plots import dwt_figure
     from rdex.viz import save_figure
 
     name, image = resolve_image(args.image, size=args.size, fit=args.fit)

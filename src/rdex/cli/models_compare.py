@@ -46,10 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rdex.baselines import resolve_methods
-    from rdex.figures import compare_models, default_lambda_k, models_figure
+    from rdex.figures import compare_models, default_lambda_k
     from rdex.images import load_batch
     from rdex.methods import METHODS
     from rdex.models import available_models, load_classifier
+    from rdex.plots import models_figure
     from rdex.viz import save_figure
 
     if args.models:

@@ -67,10 +67,11 @@ def _split(value: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from rdex.baselines import resolve_methods
-    from rdex.figures import default_lambda_k, sweep, sweep_figure
+    from rdex.figures import default_lambda_k, sweep
     from rdex.images import load_batch
     from rdex.methods import METHODS
     from rdex.models import load_classifier
+    from rdex.plots import sweep_figure
     from rdex.viz import save_figure
 
     param = args.param
