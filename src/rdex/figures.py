@@ -80,6 +80,23 @@ def _probs(model: nn.Module, x: Tensor) -> Tensor:
         return torch.softmax(model(x).float(), dim=1)
 
 
+def _batch(
+    model: nn.Module, x: Tensor, target: Any, names: Sequence[str] | None
+) -> tuple[Tensor, Tensor, Tensor, list[str]]:
+    """Images as a batch ``(B, C, H, W)``, the model's probabilities, the explained label per
+    image (the prediction unless ``target`` says otherwise) and a display name per image."""
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    probs = _probs(model, x)
+    targets = resolve_target(model, probs, target)
+    names = list(names) if names is not None else [f"image {i}" for i in range(len(x))]
+    return x, probs, targets, names
+
+
+def _labels(model: nn.Module) -> list[str] | None:
+    return list(getattr(model, "labels", []) or []) or None
+
+
 def _run_method(
     name: str,
     model: nn.Module,
@@ -166,11 +183,7 @@ def compare_methods(
         A :class:`Comparison`.
     """
     methods = resolve_methods(methods)
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    probs = _probs(model, x)
-    targets = resolve_target(model, probs, target)
-    names = list(names) if names is not None else [f"image {i}" for i in range(len(x))]
+    x, probs, targets, names = _batch(model, x, target, names)
     maps: dict[str, list[Cell]] = {m: [] for m in methods}
     notes: dict[str, str] = {}
     settings = settings or {}
@@ -198,7 +211,7 @@ def compare_methods(
         maps=maps,
         probs=probs.cpu(),
         targets=targets.cpu(),
-        labels=list(getattr(model, "labels", []) or []) or None,
+        labels=_labels(model),
         notes=notes,
     )
 
@@ -364,11 +377,7 @@ def sweep(
     for m, vals in per_method.items():
         if not vals:
             raise ValueError(f"no values to sweep for {m}")
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    probs = _probs(model, x)
-    targets = resolve_target(model, probs, target)
-    names = list(names) if names is not None else [f"image {i}" for i in range(len(x))]
+    x, probs, targets, names = _batch(model, x, target, names)
     configs = configs or {}
     maps: dict[str, list[list[Cell]]] = {m: [[] for _ in range(len(x))] for m in methods}
     outer = _bar(len(x) * sum(len(v) for v in per_method.values()), f"sweep {param}", progress)
@@ -403,7 +412,7 @@ def sweep(
         maps=maps,
         probs=probs.cpu(),
         targets=targets.cpu(),
-        labels=list(getattr(model, "labels", []) or []) or None,
+        labels=_labels(model),
     )
 
 
@@ -502,7 +511,7 @@ def compare_models(
                 maps=maps,
                 probs=probs.cpu(),
                 targets=targets.cpu(),
-                labels=list(getattr(model, "labels", []) or []) or None,
+                labels=_labels(model),
                 true_labels=trues,
             )
         )
