@@ -51,11 +51,11 @@ __all__ = [
 ]
 
 
+# --------------------------------------------------------------------------- drawing helpers
+
+
 def _label_name(labels: Sequence[str] | None, i: int) -> str:
     return labels[i] if labels is not None and 0 <= i < len(labels) else f"class {i}"
-
-
-# --------------------------------------------------------------------------- drawing helpers
 
 
 def grid_axes(
@@ -117,7 +117,7 @@ def compare_figure(
     true label, red when it differs, black when none is given (:func:`rdex.viz.label_color`).
 
     Args:
-        comparison: From :func:`compare_methods`.
+        comparison: From :func:`rdex.figures.compare_methods`.
         true_labels: True label index per image (``None`` entries for unknown).
         title: Figure title.
 
