@@ -118,6 +118,19 @@ def test_per_image_targets_and_default_prediction(tiny_classifier):
         explainer.attribute(x, target=[0, 1, 2])
 
 
+def test_class_names_as_targets_with_an_rdex_classifier(tiny_model):
+    """An rdex classifier's label names work through the adapter."""
+    model = wrap_classifier(tiny_model(), labels=["cat", "dog", "cow"])
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    explainer = CartoonXAttribution(model, steps=1, samples=1)
+    explainer.attribute(x, target="dog")
+    assert explainer.last_result.target.tolist() == [1, 1]
+    explainer.attribute(x, target=["cow", "cat"])
+    assert explainer.last_result.target.tolist() == [2, 0]
+    with pytest.raises(ValueError, match="unknown label"):
+        explainer.attribute(x, target="horse")
+
+
 def test_tuple_inputs_give_a_tuple(tiny_classifier):
     x = torch.rand(1, 3, 32, 32)
     out = CartoonXAttribution(tiny_classifier(), steps=1, samples=1).attribute((x,))
