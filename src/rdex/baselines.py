@@ -309,7 +309,7 @@ def attention_modules(model: nn.Module) -> list[str]:
 LRP_TRANSFORMER_NEEDS = (
     "LRP rules for attention (the softmax-weighted mixing of tokens) and LayerNorm, such as "
     "AttnLRP (Achtibat et al., 2024; the LXT package) or the conservative rules of Ali et al. "
-    "(2022); zennit's composites cover convolutional and dense layers only"
+    "(2022); zennit's composites have a rule for neither"
 )
 
 
