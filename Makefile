@@ -11,7 +11,7 @@ install:
 	@$(INSTALLED) || $(PIP) install -e .
 
 install-dev:
-	@($(INSTALLED) && $(PYTHON) -c "import pytest, ray, hypothesis, playwright" 2>/dev/null) || $(PIP) install -e ".[dev,dist]"
+	@($(INSTALLED) && $(PYTHON) -c "import pytest, ray, hypothesis, playwright, quantus, transformers" 2>/dev/null) || $(PIP) install -e ".[dev,dist,quantus,hf]"
 
 demo: install
 	$(PYTHON) -m rdex demo --out $(OUT)

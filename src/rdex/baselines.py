@@ -54,6 +54,8 @@ __all__ = [
     "guided_backprop",
     "lrp",
     "lrp_canonizers",
+    "attention_modules",
+    "LRP_TRANSFORMER_NEEDS",
     "unguided_activations",
     "reduce_channels",
     "method_label",
@@ -292,6 +294,25 @@ def _first_layer(model: nn.Module) -> nn.Module | None:
     return None
 
 
+def attention_modules(model: nn.Module) -> list[str]:
+    """Type names of the attention blocks in ``model`` (``nn.MultiheadAttention``, timm's and
+    transformers' ``*Attention`` modules): the layers zennit has no LRP rule for."""
+    found: dict[str, None] = {}
+    for module in model.modules():
+        name = type(module).__name__
+        if isinstance(module, nn.MultiheadAttention) or name.endswith("Attention"):
+            found[name] = None
+    return list(found)
+
+
+#: What LRP would need to explain a vision transformer, for messages and the docs.
+LRP_TRANSFORMER_NEEDS = (
+    "LRP rules for attention (the softmax-weighted mixing of tokens) and LayerNorm, such as "
+    "AttnLRP (Achtibat et al., 2024; the LXT package) or the conservative rules of Ali et al. "
+    "(2022); zennit's composites have a rule for neither"
+)
+
+
 def lrp(
     model: nn.Module,
     x: Tensor,
@@ -325,11 +346,19 @@ def lrp(
 
     Raises:
         UnsupportedModelError: When the relevance of some image does not sum to its logit within
-            ``rtol`` (the rules do not cover the model), or the model has no linear layer.
+            ``rtol`` (the rules do not cover the model), the model has attention layers (a vision
+            transformer: see :data:`LRP_TRANSFORMER_NEEDS`), or it has no linear layer.
     """
     from zennit.composites import EpsilonPlusFlat
 
     x = _check_input(x)
+    attention = attention_modules(model)
+    if check and attention:
+        raise UnsupportedModelError(
+            f"LRP not available for this model: it has attention layers ({', '.join(attention)}) "
+            f"which need {LRP_TRANSFORMER_NEEDS}",
+            reason="transformer: needs attention and LayerNorm rules (e.g. AttnLRP)",
+        )
     canon = list(lrp_canonizers(model) if canonizers is None else canonizers)
     first = _first_layer(model)
     if first is None:
