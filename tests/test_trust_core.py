@@ -14,6 +14,7 @@ import math
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -377,6 +378,17 @@ def test_a_model_non_finite_on_the_input_is_an_error() -> None:
 # 17. Shapes, dtypes and targets at the API
 
 
+class Returns(nn.Module):
+    """A model returning ``fn(x)``, whatever that is."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], object]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> object:
+        return self.fn(x)
+
+
 def test_api_input_errors_are_clear() -> None:
     cx = CartoonX(tiny_net(), config=fast_like(steps=1))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\) or \(C, H, W\)"):
@@ -395,6 +407,10 @@ def test_api_input_errors_are_clear() -> None:
         cx.explain(images(1), target=torch.tensor([1.0]))
     with pytest.raises(ModelError, match="model failed"):
         cx.explain(torch.rand(1, 4, 32, 32))  # the model wants 3 channels
+    with pytest.raises(ModelError, match="must return a tensor"):
+        CartoonX(Returns(lambda x: (x.mean(),)), config=fast_like(steps=1)).explain(images(1))
+    with pytest.raises(ModelError, match=r"outputs of shape \(B, m\)"):
+        CartoonX(Returns(lambda x: x.mean()), config=fast_like(steps=1)).explain(images(1))
     with pytest.raises(ValueError, match=r"\(B, \.\.\.\)"):
         RDE(tiny_net(), Pixel(), config=fast_like(steps=1)).explain(torch.rand(5))
 

@@ -526,6 +526,10 @@ class RDE:
         )
 
     def _output(self, logits: Tensor) -> Tensor:
+        if not isinstance(logits, Tensor):
+            raise ModelError(
+                f"the model must return a tensor of outputs (B, m), got {type(logits).__name__}"
+            )
         if self.config.model_output == "softmax":
             return torch.softmax(logits.float(), dim=-1)
         return logits.float()
@@ -596,7 +600,7 @@ class RDE:
         x = check_inputs(x, clip=cfg.clip)
         dtype = _model_dtype(self.model)
         if dtype is not None and x.dtype != dtype:
-            x = x.to(dtype)
+            x = check_inputs(x.to(dtype), clip=cfg.clip)  # a cast can overflow to Inf
         if reference_output is not None:
             if not isinstance(reference_output, Tensor):
                 raise TypeError("reference_output must be a tensor of shape (B, m) or (m,)")
@@ -607,7 +611,7 @@ class RDE:
                 self._run_model = self._model_runner(x)
                 with torch.no_grad():
                     probs = self._forward(x)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
                 self._run_model = self.model
                 raise ModelError(
                     f"the model failed on inputs of shape {tuple(x.shape)}: {exc}"
@@ -767,12 +771,11 @@ class RDE:
                 explanation_warnings(
                     mask_max=max(float(m[i].max()) for m in final),
                     picture_max=float(explanation[i].max()),
-                    target_prob=float(probs[i, j]),
+                    # Raw outputs ("identity") are no probabilities: only the mask is judged.
+                    target_prob=float(probs[i, j]) if cfg.model_output == "softmax" else 1.0,
                     label=repr(labels[j]) if labels and j < len(labels) else f"label {j}",
                     lambda_k=cfg.lambda_k,
                 )
-                if cfg.model_output == "softmax"
-                else []
             )
         return RDEResult(
             mask=final,
