@@ -411,6 +411,8 @@ def test_api_input_errors_are_clear() -> None:
         CartoonX(Returns(lambda x: (x.mean(),)), config=fast_like(steps=1)).explain(images(1))
     with pytest.raises(ModelError, match=r"outputs of shape \(B, m\)"):
         CartoonX(Returns(lambda x: x.mean()), config=fast_like(steps=1)).explain(images(1))
+    with pytest.raises(ValueError, match="does not fit"):
+        cx.explain(images(1), reference_output=torch.rand(7))
     with pytest.raises(ValueError, match=r"\(B, \.\.\.\)"):
         RDE(tiny_net(), Pixel(), config=fast_like(steps=1)).explain(torch.rand(5))
 

@@ -57,6 +57,7 @@ __all__ = [
     "frozen",
     "check_inputs",
     "check_images",
+    "explanation_warnings",
     "ModelError",
     "NonFiniteError",
     "EMPTY_MASK",
@@ -661,6 +662,11 @@ class RDE:
             target_idx = resolve_target(self.model, probs, target)
             given: Tensor | None = None
             if reference_output is not None:
+                if reference_output.numel() % probs.shape[1]:
+                    raise ValueError(
+                        f"reference_output of shape {tuple(reference_output.shape)} does not fit "
+                        f"the model's {probs.shape[1]} outputs"
+                    )
                 given = reference_output.to(probs).reshape(-1, probs.shape[1])
                 given = given.expand(batch, -1) if given.shape[0] == 1 else given
                 if given.shape[0] != batch:
