@@ -152,6 +152,30 @@ def test_cli_sweep_distortion_draws_different_maps(
     assert float((label_map - kl_map).abs().max()) > 1e-3
 
 
+def test_batch_distortion_changes_the_masks(tmp_path: Path) -> None:
+    from rdex.batch import read_manifest, run_batch
+    from rdex.images import sample_image, save_image
+
+    save_image(sample_image("sky", size=32), tmp_path / "in" / "sky.png")
+    masks = {}
+    for distortion in ("label", "kl"):
+        out = tmp_path / distortion
+        run_batch(
+            tmp_path / "in",
+            out,
+            model="tests.test_trust_core:imagenet_tiny",
+            methods=["cartoonx"],
+            configs=fast_like(distortion=distortion, lambda_k=1.0, steps=6, samples=2),
+            size=32,
+            metrics=False,
+            progress=False,
+        )
+        (record,) = read_manifest(out)
+        assert record["settings"]["config"]["distortion"] == distortion
+        masks[distortion] = np.load(out / record["files"]["npz"]["path"])["mask_flat"]
+    assert float(np.abs(masks["label"] - masks["kl"]).max()) > 1e-3
+
+
 # --------------------------------------------------------------------------------------------
 # 2. lambda = 0 is the greyscale image
 
