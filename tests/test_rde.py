@@ -276,7 +276,9 @@ def test_deterministic_obfuscation_uses_one_sample() -> None:
     # (BatchNorm folding would probe a copy of the model first: off here, to count the steps)
     config = quick(steps=2, samples=16, fold_batchnorm=False)
     RDE(Counting(), Pixel(), "zeros", config=config).explain(images(2))
-    assert calls == [2, 2, 2]  # the reference pass, then one obfuscation per image and step
+    # The pass on the inputs, then per image (each in its own passes, as when explained alone):
+    # its reference pass, then one obfuscation per step.
+    assert calls == [2, 1, 1, 1, 1, 1, 1]
 
 
 def test_reference_output_replaces_the_models_output() -> None:

@@ -12,7 +12,7 @@ Quick start::
 from rdex.distortions import DISTORTIONS
 from rdex.methods import METHODS, CartoonX, PixelRDE
 from rdex.obfuscations import Blur, Constant, GaussianAdaptive, UniformAdaptive, Zeros
-from rdex.rde import PRESETS, RDE, RDEConfig, RDEResult, preset
+from rdex.rde import PRESETS, RDE, ModelError, NonFiniteError, RDEConfig, RDEResult, preset
 from rdex.representations import Fourier, Pixel, Representation, Wavelet
 
 __version__ = "0.1.0"
@@ -22,6 +22,8 @@ __all__ = [
     "RDE",
     "RDEConfig",
     "RDEResult",
+    "ModelError",
+    "NonFiniteError",
     "PRESETS",
     "preset",
     "CartoonX",
@@ -43,8 +45,19 @@ __all__ = [
 ]
 
 
+#: Submodules reachable as attributes after ``import rdex`` (``rdex.models.wrap_classifier``),
+#: imported on first use so that ``import rdex`` stays light.
+_SUBMODULES = frozenset(
+    {"models", "images", "io", "viz", "metrics", "baselines", "batch", "figures", "inference"}
+)
+
+
 def __getattr__(name: str) -> object:
     # Models and images are written alongside; import them lazily so `import rdex` stays light.
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"rdex.{name}")
     if name == "load_classifier":
         from rdex.models import load_classifier
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import functools
 import hashlib
 import io
 import json
@@ -501,40 +500,18 @@ def _decode(data: bytes, name: str, size: int, fit: str) -> Tensor:
             raise ValueError(str(exc).replace(str(path), name)) from None
 
 
-_WNID = re.compile(r"^n\d{8}$")
-
-
-@functools.lru_cache(maxsize=1)
-def _imagenet_synsets() -> list[str]:
-    """WordNet ids of the 1000 ImageNet classes in index order (timm ships the list)."""
-    try:
-        from timm.data import ImageNetInfo
-    except ImportError:  # pragma: no cover - timm is a dependency
-        return []
-    return list(ImageNetInfo().label_names())
-
-
 def _label_lookup(model: nn.Module, label: str | None, *, strict: bool = False) -> int | None:
-    """Class index of a label name or index with the model's ``label_index``.
+    """Class index of a label (index, name, synonym or WordNet id) by :func:`rdex.models.resolve_label`.
 
     Unknown labels give ``None`` (a true label the model does not know), or a ``ValueError``
     when ``strict`` (a target the user asked for).
     """
+    from rdex.models import resolve_label
+
     if label is None:
         return None
-    labels = getattr(model, "labels", None)
-    if _WNID.match(label.strip()) and labels is not None and len(labels) == 1000:
-        # ImageNet folders are often named by WordNet id (n02123045 = tabby).
-        synsets = _imagenet_synsets()
-        if label.strip() in synsets:
-            return synsets.index(label.strip())
-    lookup = getattr(model, "label_index", None)
     try:
-        if lookup is not None:
-            return int(lookup(label))
-        if label.strip().isdigit():
-            return int(label)
-        raise ValueError("the model has no label names; give the class index")
+        return resolve_label(model, label)
     except (KeyError, ValueError, IndexError) as exc:
         if strict:
             raise ValueError(f"unknown target label {label!r}: {exc}") from None
@@ -714,6 +691,7 @@ _RECORD_FIELDS = (
     "final_l1",
     "final_loss",
     "retained_fraction",
+    "warnings",
     "runtime_s",
     "representation",
     "obfuscation",

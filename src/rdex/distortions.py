@@ -51,10 +51,17 @@ def l2(reference: Tensor, outputs: Tensor, target: Tensor) -> Tensor:
 
 
 def kl_divergence(reference: Tensor, outputs: Tensor, target: Tensor) -> Tensor:
-    """``KL(Phi(y) || Phi(x)) = sum_i Phi_i(y) log(Phi_i(y) / Phi_i(x))`` (A.3.3)."""
+    """``KL(Phi(y) || Phi(x)) = sum_i Phi_i(y) log(Phi_i(y) / Phi_i(x))`` (A.3.3).
+
+    The gradient is taken as ``sum_i (log Phi_i(y) - log Phi_i(x)) dPhi_i(y)``: the other part,
+    ``sum_i Phi_i(y) dlog Phi_i(y) = d sum_i Phi_i(y)``, is zero for probabilities and would
+    only carry round-off (``sum_i Phi_i(y)`` is 1 up to float rounding), which Adam turns into
+    full-size steps. So, as for the other distortions, the value and the gradient are exactly
+    zero where ``Phi(y) == Phi(x)``.
+    """
     p = outputs.clamp_min(_EPS)
     q = reference.unsqueeze(1).clamp_min(_EPS)
-    return (p * (p.log() - q.log())).sum(dim=-1)
+    return (p * (p.log().detach() - q.log())).sum(dim=-1)
 
 
 DISTORTIONS: dict[str, Distortion] = {

@@ -456,13 +456,15 @@ def compare_models(
         method: A method of :data:`rdex.baselines.ATTRIBUTIONS` (default CartoonX).
         settings: Keyword settings of the method, the same for every model (e.g. ``config=``).
         true_labels: Per image the true label, by index or by name (looked up per model with its
-            ``label_index``), or None.
+            :func:`rdex.models.resolve_label`), or None.
         names: Display name per image.
         progress: Progress bars.
 
     Returns:
         One :class:`ModelRun` per model, in order.
     """
+    from rdex.models import resolve_label
+
     (method,) = resolve_methods([method])
     if x.dim() == 3:
         x = x.unsqueeze(0)
@@ -478,19 +480,7 @@ def compare_models(
         xm = x.to(dev)
         probs = _probs(model, xm)
         targets = probs.argmax(dim=1)
-        trues: list[int | None] = []
-        for t in wanted:
-            if t is None:
-                trues.append(None)
-            elif isinstance(t, str) and not t.lstrip("-").isdigit():
-                lookup = getattr(model, "label_index", None)
-                if lookup is None:
-                    raise ValueError(
-                        f"true label {t!r} given by name, but {model_name} has no label names"
-                    )
-                trues.append(int(lookup(t)))
-            else:
-                trues.append(int(t))
+        trues = [None if t is None else resolve_label(model, t) for t in wanted]
         notes: dict[str, str] = {}
         maps = [
             _run_method(

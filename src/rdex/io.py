@@ -88,7 +88,8 @@ def save_npz(result: RDEResult, path: str | os.PathLike[str], index: int = 0) ->
 def result_record(
     result: RDEResult, index: int = 0, labels: list[str] | None = None
 ) -> dict[str, Any]:
-    """A JSON-ready summary of input ``index``: settings, target, probabilities, distortion, runtime."""
+    """A JSON-ready summary of input ``index``: settings, target, probabilities, distortion, runtime,
+    and ``warnings`` (:attr:`rdex.rde.RDEResult.warnings`: an empty or doubtful explanation)."""
     r = result[index]
     probs = r.probs[0]
     top = probs.topk(min(5, probs.numel()))
@@ -118,6 +119,7 @@ def result_record(
         "final_loss": float(r.history["loss"][-1, 0]) if r.config.steps else None,
         "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
         "runtime_s": r.runtime_s / max(len(result), 1),
+        "warnings": list(r.warnings[0]) if r.warnings else [],
     }
 
 

@@ -83,6 +83,7 @@ __all__ = [
     "available_models",
     "imagenet_labels",
     "load_classifier",
+    "resolve_label",
     "wrap_classifier",
 ]
 
@@ -216,11 +217,15 @@ class Classifier(nn.Module):
     def _alias_table(self) -> dict[str, list[int]]:
         if self._aliases is None:
             table: dict[str, list[int]] = {}
-            extra = _imagenet_descriptions() if self.labels == imagenet_labels() else None
+            imagenet = self.labels == imagenet_labels()
+            extra = _imagenet_descriptions() if imagenet else None
+            synsets = _imagenet_synsets() if imagenet else []
             for i, label in enumerate(self.labels):
                 names = [label, *label.split(",")]
                 if extra is not None:
                     names += [extra[i], *extra[i].split(",")]
+                if synsets:
+                    names.append(synsets[i])  # ImageNet folders are named by WordNet id
                 for n in names:
                     key = _normalise_label(n)
                     if key and i not in table.setdefault(key, []):
@@ -233,7 +238,8 @@ class Classifier(nn.Module):
 
         Args:
             label: An index, a digit string, or a class name (case-insensitive; for ImageNet any
-                of its WordNet synonyms, e.g. ``"tabby cat"``).
+                of its WordNet synonyms, e.g. ``"tabby cat"``, or its WordNet id,
+                ``"n02123045"``).
 
         Returns:
             The index.
@@ -359,6 +365,52 @@ def _imagenet_descriptions() -> list[str]:
         return [info.index_to_description(i) for i in range(1000)]
     except Exception:  # noqa: BLE001 - synonyms are a convenience; names still work
         return list(imagenet_labels())
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet_synsets() -> list[str]:
+    """WordNet ids of the 1000 ImageNet classes in index order (timm ships the list)."""
+    try:
+        from timm.data import ImageNetInfo
+
+        return list(ImageNetInfo().label_names())
+    except Exception:  # noqa: BLE001 - WordNet ids are a convenience; names still work
+        return []
+
+
+def resolve_label(model: nn.Module, label: Any) -> int:
+    """The class index of ``label`` for ``model``: the one label lookup of every command and the API.
+
+    Args:
+        model: A :class:`Classifier` (names, WordNet synonyms and ids via
+            :meth:`Classifier.label_index`), or any module with a ``label_index`` method, or a
+            plain module (indices only).
+        label: An index (int, numpy or 0-d tensor integer), a digit string, a class name or a
+            WordNet id.
+
+    Returns:
+        The index (range-checked when the model knows its classes).
+
+    Raises:
+        ValueError: Unknown or ambiguous names, indices out of range, names for a model without
+            label names, and anything that is not an index or a name (``2.7``, ``True``).
+    """
+    if isinstance(label, bool):
+        raise ValueError(f"a label must be a class index or a name, got {label!r}")
+    lookup = getattr(model, "label_index", None)
+    if callable(lookup):
+        return int(lookup(label))
+    if isinstance(label, str):
+        text = label.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        raise ValueError(
+            f"label {label!r} given by name, but the model has no label names; give the class index"
+        )
+    try:
+        return operator.index(label)
+    except TypeError:
+        raise ValueError(f"a label must be a class index or a name, got {label!r}") from None
 
 
 # --------------------------------------------------------------------------- default model

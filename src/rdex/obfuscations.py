@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -177,7 +178,10 @@ class Constant(_Deterministic):
     name = "constant"
 
     def __init__(self, value: float = 0.0) -> None:
-        self.value = float(value)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"constant obfuscation value must be finite, got {value}")
+        self.value = value
 
     def _values(self, x: Tensor, bands: Sequence[Tensor], representation: Representation) -> Bands:
         return [torch.full_like(b, self.value) for b in bands]
@@ -208,8 +212,8 @@ class Blur(_Deterministic):
     name = "blur"
 
     def __init__(self, sigma: float = 10.0) -> None:
-        if sigma <= 0:
-            raise ValueError(f"blur sigma must be positive, got {sigma}")
+        if not math.isfinite(sigma) or sigma <= 0:
+            raise ValueError(f"blur sigma must be positive and finite, got {sigma}")
         self.sigma = float(sigma)
 
     def _values(self, x: Tensor, bands: Sequence[Tensor], representation: Representation) -> Bands:

@@ -8,9 +8,17 @@ with Adam on a mask initialised to ones, ``L`` Monte-Carlo samples per step, obf
 the input range, and a projection onto ``[0, 1]`` after each step (Algorithm 1). Sparsity is given
 as ``lambda_k = lambda * k`` (appendix A.2), i.e. the penalty is ``lambda_k * mean(s)``.
 
-A batch of images is optimised in one loop: the loss is the sum of per-image losses, Adam acts per
-element and every image draws its noise from its own generator seeded with ``config.seed``, so a
-batched run gives the masks of per-image runs.
+A batch of images is optimised in one loop with exactly the arithmetic of per-image runs, so a
+batched run gives bit for bit the masks of per-image runs: every image has its own mask tensors
+(Adam's state is per image), its own noise generator seeded with ``config.seed``, its own loss and
+gradient, and its own forward passes, in chunks whose size depends on the image size only (a
+model's output for one image can change in the last bits with the other images of its batch).
+
+The distortion compares every obfuscation with a reference output computed by the same arithmetic
+(the same decode, clip and forward pass shape, row for row), so that at ``s = 1`` the two are
+bit-identical and the distortion and its gradient are exactly zero: otherwise the round-off of
+``decode(encode(x))`` and of the model (about 1e-6) is a gradient that Adam, which normalises
+gradients, turns into full-size steps, and ``lambda = 0`` would not give the greyscale image.
 
 References:
     Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, section 4.1, Algorithm 1
@@ -31,16 +39,45 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rdex.checks import (
+    EMPTY_MASK,
+    EMPTY_PICTURE,
+    LOW_TARGET_PROB,
+    ModelError,
+    NonFiniteError,
+    check_images,
+    check_inputs,
+    explanation_warnings,
+    finite_number,
+    integer,
+    resolve_target,
+)
 from rdex.distortions import get_distortion
 from rdex.inference import FoldReport, fold_batchnorm
 from rdex.obfuscations import Obfuscation, make_obfuscation
 from rdex.representations import Representation, mask_shape
 from rdex.types import Distortion, ExplanationKind, ModelOutput, Schedule
 
-__all__ = ["RDEConfig", "RDEResult", "RDE", "PRESETS", "preset", "resolve_target", "frozen"]
+__all__ = [
+    "RDEConfig",
+    "RDEResult",
+    "RDE",
+    "PRESETS",
+    "preset",
+    "resolve_target",
+    "frozen",
+    "check_inputs",
+    "check_images",
+    "explanation_warnings",
+    "ModelError",
+    "NonFiniteError",
+    "EMPTY_MASK",
+    "EMPTY_PICTURE",
+    "LOW_TARGET_PROB",
+]
 
-# Elements (C*H*W summed over images) per forward pass on CPU when ``sample_chunk`` is None:
-# ~8 images of 3x256x256 (see RDE._optimise and benchmarks/step_levers.py).
+# Elements (C*H*W) per forward pass on CPU when ``sample_chunk`` is None: ~8 obfuscations of one
+# 3x256x256 image (see RDE._optimise and benchmarks/step_levers.py).
 _CPU_CHUNK_ELEMENTS = 8 * 3 * 256 * 256
 
 
@@ -63,10 +100,12 @@ class RDEConfig:
         seed: Seed of the noise generators (``None``: nondeterministic).
         model_output: ``"softmax"`` turns logits into probabilities (classifiers), ``"identity"``
             compares raw outputs (for models that already output probabilities, or regressors).
-        sample_chunk: Largest number of obfuscations sent through the model at once (memory bound;
-            the gradient is accumulated over chunks). ``None``: automatic, all ``B * L`` at once
-            on GPU; on CPU chunks of about 8 images of 3x256x256 (cache-sized: 1.3x faster per
-            step than 16 with 2 threads). Chunking changes results only by float summation order.
+        sample_chunk: Largest number of obfuscations of one image sent through the model at
+            once (memory bound; the gradient is accumulated over chunks). Every forward pass
+            holds obfuscations of one image only, so an image's result does not depend on the
+            batch it is in. ``None``: automatic, all ``L`` at once on GPU; on CPU chunks of
+            about 8 obfuscations of 3x256x256 (cache-sized: 1.3x faster per step than 16 with 2
+            threads). Chunking changes results only by float summation order.
         channels_last: Run the model in channels-last memory format: the obfuscations and
             detached channels-last copies of the model's 4D weights (the caller's model is not
             touched). About 1.9x faster convolutions on CPU than NCHW (``rdex bench``); converting
@@ -94,6 +133,24 @@ class RDEConfig:
     fold_batchnorm: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("lambda_k", "lr", "lr_final", "init", "distortion_scale"):
+            finite_number(name, getattr(self, name))
+        for name in ("steps", "samples"):
+            integer(name, getattr(self, name))
+        if self.sample_chunk is not None:
+            integer("sample_chunk", self.sample_chunk)
+        if self.seed is not None and not -(2**63) <= integer("seed", self.seed) < 2**64:
+            raise ValueError(f"seed must lie in [-2**63, 2**64), got {self.seed}")
+        if self.clip is not None:
+            if len(self.clip) != 2:
+                raise ValueError(f"clip must be (low, high) or None, got {self.clip!r}")
+            low, high = (finite_number("clip", c) for c in self.clip)
+            if not low < high:
+                raise ValueError(f"clip must have low < high, got {self.clip!r}")
+        if self.distortion_scale <= 0:
+            raise ValueError(f"distortion_scale must be positive, got {self.distortion_scale}")
+        if self.model_output not in ("softmax", "identity"):
+            raise ValueError(f"unknown model_output {self.model_output!r}; softmax or identity")
         if self.lambda_k < 0:
             raise ValueError(f"lambda_k must be non-negative, got {self.lambda_k}")
         if self.steps < 0 or self.samples < 1:
@@ -161,6 +218,10 @@ class RDEResult:
         runtime_s: Wall-clock time of the optimisation in seconds.
         method: Name of the method that produced the result.
         extra: Free-form metadata (representation, obfuscation, ...).
+        warnings: Per input, what makes its explanation doubtful (an empty list when nothing
+            does): a (nearly) empty mask (largest entry below :data:`EMPTY_MASK` or picture
+            below :data:`EMPTY_PICTURE`) or a target probability below
+            :data:`LOW_TARGET_PROB`, each with its likely cause and what to try.
     """
 
     mask: list[Tensor]
@@ -174,6 +235,7 @@ class RDEResult:
     runtime_s: float
     method: str = "rde"
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[list[str]] = field(default_factory=list)
 
     @property
     def mask_flat(self) -> Tensor:
@@ -216,42 +278,15 @@ class RDEResult:
             target=self.target[sl],
             probs=self.probs[sl],
             history={k: (v if v.dim() == 1 else v[:, sl]) for k, v in self.history.items()},
+            warnings=self.warnings[sl],
         )
 
 
-def resolve_target(
-    model: nn.Module, probs: Tensor, target: int | str | Sequence[int | str] | Tensor | None
-) -> Tensor:
-    """Explained label per input: the prediction by default, or labels given by index or name.
-
-    Names are looked up with the model's ``label_index`` (see :class:`rdex.models.Classifier`).
-    """
-    batch = probs.shape[0]
-    if target is None:
-        return probs.argmax(dim=1)
-    if isinstance(target, Tensor):
-        values = target.to(device=probs.device, dtype=torch.long).flatten()
-    else:
-        items = [target] if isinstance(target, int | str) else list(target)
-        indices = []
-        for item in items:
-            if isinstance(item, str) and not item.lstrip("-").isdigit():
-                lookup = getattr(model, "label_index", None)
-                if lookup is None:
-                    raise ValueError(
-                        f"label {item!r} given by name, but the model has no label names"
-                    )
-                indices.append(int(lookup(item)))
-            else:
-                indices.append(int(item))
-        values = torch.tensor(indices, device=probs.device, dtype=torch.long)
-    if values.numel() == 1:
-        values = values.expand(batch).clone()
-    if values.numel() != batch:
-        raise ValueError(f"{values.numel()} targets for {batch} inputs")
-    if bool(((values < 0) | (values >= probs.shape[1])).any()):
-        raise ValueError(f"target out of range [0, {probs.shape[1]}): {values.tolist()}")
-    return values
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point():
+            return t.dtype
+    return None
 
 
 @contextlib.contextmanager
@@ -331,6 +366,10 @@ class RDE:
         )
 
     def _output(self, logits: Tensor) -> Tensor:
+        if not isinstance(logits, Tensor):
+            raise ModelError(
+                f"the model must return a tensor of outputs (B, m), got {type(logits).__name__}"
+            )
         if self.config.model_output == "softmax":
             return torch.softmax(logits.float(), dim=-1)
         return logits.float()
@@ -377,9 +416,12 @@ class RDE:
         """Optimise the RDE mask for a batch of inputs.
 
         Args:
-            x: Inputs of shape ``(B, ...)``, images ``(B, C, H, W)`` in ``[0, 1]``.
-            target: Label to explain per input (index, name, list, or tensor); the predicted label
-                by default. Name a true label to ask what in the image supports it.
+            x: Inputs of shape ``(B, ...)``, images ``(B, C, H, W)`` in ``[0, 1]``, floating
+                point (cast to the model's floating dtype, e.g. float64 to float32: the model
+                decides the arithmetic), without NaN or Inf.
+            target: Label to explain per input (index, name, WordNet id, list, or integer
+                tensor); the predicted label by default. Name a true label to ask what in the
+                image supports it.
             reference_output: Output ``(B, m)`` or ``(m,)`` the distortion compares against instead
                 of ``Phi(x)`` (appendix A.4 uses another image's output).
             progress: Show a progress bar with the current loss.
@@ -387,25 +429,55 @@ class RDE:
 
         Returns:
             An :class:`RDEResult`.
+
+        Raises:
+            TypeError: Inputs that are not a floating-point tensor, or a target of the wrong type.
+            ValueError: Bad inputs or targets (see :func:`check_inputs`, :func:`resolve_target`);
+                :class:`ModelError` when the model fails on the inputs; :class:`NonFiniteError`
+                when the model's output, the loss or its gradient becomes NaN or Inf.
         """
-        if not x.is_floating_point():
-            raise ValueError(f"inputs must be floating point, got {x.dtype}")
         cfg = self.config
-        if cfg.clip is not None and x.numel() and (x.min() < cfg.clip[0] or x.max() > cfg.clip[1]):
-            raise ValueError(
-                f"inputs must lie in [{cfg.clip[0]}, {cfg.clip[1]}] (got [{float(x.min()):.3g}, "
-                f"{float(x.max()):.3g}]); normalisation belongs inside the model"
-            )
+        x = check_inputs(x, clip=cfg.clip)
+        dtype = _model_dtype(self.model)
+        if dtype is not None and x.dtype != dtype:
+            x = check_inputs(x.to(dtype), clip=cfg.clip)  # a cast can overflow to Inf
+        if reference_output is not None:
+            if not isinstance(reference_output, Tensor):
+                raise TypeError("reference_output must be a tensor of shape (B, m) or (m,)")
+            if not bool(torch.isfinite(reference_output).all()):
+                raise ValueError("reference_output contains NaN or Inf values")
         with frozen(self.model):
-            self._run_model = self._model_runner(x)
             try:
-                return self._optimise(x, target, reference_output, progress, desc)
+                self._run_model = self._model_runner(x)
+                with torch.no_grad():
+                    probs = self._forward(x)
+            except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
+                self._run_model = self.model
+                raise ModelError(
+                    f"the model failed on inputs of shape {tuple(x.shape)}: {exc}"
+                ) from exc
+            try:
+                return self._optimise(x, probs, target, reference_output, progress, desc)
             finally:
                 self._run_model = self.model
+
+    def _chunk_size(self, x: Tensor, samples: int) -> int:
+        """Obfuscations of one image per forward pass: a function of the image size only, so that
+        an image gets the same forward passes whatever the batch it is explained in."""
+        cfg = self.config
+        if cfg.sample_chunk is not None:
+            return max(1, min(samples, cfg.sample_chunk))
+        if x.device.type == "cpu":
+            # Small chunks stay in cache: at 256x256 on an idle 2-core CPU a step with chunks of
+            # 8 images took 0.51 s against 0.68 s with 16 (2 threads; 1 thread: 4 and 8 equal),
+            # README, Performance. One pass would also need memory for all L images.
+            return max(1, min(samples, _CPU_CHUNK_ELEMENTS // max(1, x[0].numel())))
+        return samples
 
     def _optimise(
         self,
         x: Tensor,
+        probs: Tensor,
         target: Any,
         reference_output: Tensor | None,
         progress: bool,
@@ -416,42 +488,70 @@ class RDE:
         start = time.perf_counter()
         batch = x.shape[0]
         shape = tuple(x.shape[1:])
+        if probs.dim() != 2 or probs.shape[0] != batch or probs.shape[1] < 1:
+            raise ModelError(
+                f"the model must return outputs of shape (B, m) = ({batch}, m), got "
+                f"{tuple(probs.shape)}"
+            )
+        if not bool(torch.isfinite(probs).all()):
+            raise NonFiniteError(
+                "the model's output for the inputs contains NaN or Inf; nothing can be explained"
+            )
         with torch.no_grad():
-            probs = self._forward(x)
             target_idx = resolve_target(self.model, probs, target)
-            if reference_output is None:
-                reference = probs
-            else:
-                reference = reference_output.to(probs).reshape(-1, probs.shape[1])
-                reference = reference.expand(batch, -1) if reference.shape[0] == 1 else reference
+            given: Tensor | None = None
+            if reference_output is not None:
+                if reference_output.numel() % probs.shape[1]:
+                    raise ValueError(
+                        f"reference_output of shape {tuple(reference_output.shape)} does not fit "
+                        f"the model's {probs.shape[1]} outputs"
+                    )
+                given = reference_output.to(probs).reshape(-1, probs.shape[1])
+                given = given.expand(batch, -1) if given.shape[0] == 1 else given
+                if given.shape[0] != batch:
+                    raise ValueError(
+                        f"reference_output has {given.shape[0]} rows for {batch} inputs"
+                    )
             bands = [b.detach() for b in rep.encode(x)]
             state = self.obfuscation.prepare(x, bands, rep)
 
+        # One set of mask tensors per image: Adam's state and every operation on an image's
+        # mask are then those of a run on that image alone.
         masks = [
-            torch.full(
-                mask_shape(b, rep.shared_dims), cfg.init, device=x.device, dtype=x.dtype
-            ).requires_grad_(True)
-            for b in bands
+            [
+                torch.full(
+                    mask_shape(b[i : i + 1], rep.shared_dims),
+                    cfg.init,
+                    device=x.device,
+                    dtype=x.dtype,
+                ).requires_grad_(True)
+                for b in bands
+            ]
+            for i in range(batch)
         ]
-        k = sum(m[0].numel() for m in masks)
-        optimizer = torch.optim.Adam(masks, lr=cfg.lr)
+        k = sum(m.numel() for m in masks[0])
+        optimizer = torch.optim.Adam([m for image in masks for m in image], lr=cfg.lr)
         samples = 1 if self.obfuscation.deterministic else cfg.samples
-        if cfg.sample_chunk is None and x.device.type == "cpu":
-            # Small chunks stay in cache: at 256x256 on an idle 2-core CPU a step with chunks of
-            # 8 images took 0.51 s against 0.68 s with 16 (2 threads; 1 thread: 4 and 8 equal),
-            # README, Performance. One pass would also need memory for all B * L images.
-            per_chunk = max(1, _CPU_CHUNK_ELEMENTS // max(1, x[0].numel()))
-            chunk = max(1, min(samples, per_chunk // batch or 1))
-        elif cfg.sample_chunk is None:
-            chunk = samples
-        else:
-            chunk = max(1, min(samples, cfg.sample_chunk // batch or 1))
+        chunk = self._chunk_size(x, samples)
         generators = [torch.Generator(device=x.device) for _ in range(batch)]
         for gen in generators:
             if cfg.seed is None:
                 gen.seed()
             else:
                 gen.manual_seed(cfg.seed)
+        references: dict[tuple[int, int], Tensor] = {}
+
+        def reference(i: int, rows: int) -> Tensor:
+            if (i, rows) not in references:
+                if given is not None:
+                    references[i, rows] = given[i : i + 1].expand(rows, -1)
+                else:
+                    with torch.no_grad():
+                        references[i, rows] = self._obfuscated_output(
+                            [b[i : i + 1].expand(rows, *b.shape[1:]).contiguous() for b in bands],
+                            shape,
+                        )
+            return references[i, rows]
 
         history = torch.zeros(3, cfg.steps, batch, device=x.device)
         lrs = torch.tensor([cfg.lr_at(i) for i in range(cfg.steps)])
@@ -464,31 +564,40 @@ class RDE:
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
             noise = self.obfuscation.sample(state, samples, generators)
-            grads = [torch.zeros_like(m) for m in masks]
-            distortion = x.new_zeros(batch)
-            for lo in range(0, samples, chunk):
-                hi = min(samples, lo + chunk)
-                d = self._distortion_chunk(
-                    masks, bands, noise, lo, hi, shape, reference, target_idx
-                )
-                part = d.sum(dim=1) / samples
-                chunk_grads = torch.autograd.grad(part.sum(), masks)
-                for acc, grad in zip(grads, chunk_grads, strict=True):
-                    acc += grad
-                distortion += part.detach()
-            l1: Tensor = torch.stack([m.flatten(1).sum(dim=1) for m in masks]).sum(dim=0) / k
-            sparsity_grads = torch.autograd.grad((cfg.lambda_k * l1).sum(), masks)
-            for m, grad, grad_l1 in zip(masks, grads, sparsity_grads, strict=True):
-                m.grad = grad + grad_l1
+            for i in range(batch):
+                mine = masks[i]
+                grads = [torch.zeros_like(m) for m in mine]
+                distortion = x.new_zeros(1)
+                for lo in range(0, samples, chunk):
+                    hi = min(samples, lo + chunk)
+                    d = self._distortion_chunk(
+                        mine,
+                        [b[i : i + 1] for b in bands],
+                        [v[i : i + 1, lo:hi] for v in noise],
+                        shape,
+                        reference(i, hi - lo),
+                        target_idx[i : i + 1],
+                    )
+                    part = d.sum(dim=1) / samples
+                    chunk_grads = torch.autograd.grad(part.sum(), mine)
+                    for acc, grad in zip(grads, chunk_grads, strict=True):
+                        acc += grad
+                    distortion += part.detach()
+                l1: Tensor = torch.stack([m.flatten(1).sum(dim=1) for m in mine]).sum(dim=0) / k
+                sparsity_grads = torch.autograd.grad((cfg.lambda_k * l1).sum(), mine)
+                for m, grad, grad_l1 in zip(mine, grads, sparsity_grads, strict=True):
+                    m.grad = grad + grad_l1
+                self._check_finite(distortion, mine, step, i)
+                history[0, step, i] = distortion[0]
+                history[1, step, i] = l1.detach()[0]
+                history[2, step, i] = (distortion + cfg.lambda_k * l1.detach())[0]
             optimizer.step()
             with torch.no_grad():
-                for m in masks:
-                    m.clamp_(0.0, 1.0)
-            history[0, step] = distortion
-            history[1, step] = l1.detach()
-            history[2, step] = distortion + cfg.lambda_k * l1.detach()
+                for image in masks:
+                    for m in image:
+                        m.clamp_(0.0, 1.0)
             if self.callback is not None:
-                self.callback(step, masks)
+                self.callback(step, [torch.cat(band) for band in zip(*masks, strict=True)])
             if bar is not None:
                 bar.update(1)
                 if step % 20 == 0 or step == cfg.steps - 1:
@@ -496,9 +605,23 @@ class RDE:
         if bar is not None:
             bar.close()
 
-        final = [m.detach() for m in masks]
+        final = [torch.cat(band).detach() for band in zip(*masks, strict=True)]
         with torch.no_grad():
             explanation, explanation_rgb = self._pictures(x, bands, final)
+        labels = getattr(self.model, "labels", None)
+        warnings = []
+        for i in range(batch):
+            j = int(target_idx[i])
+            warnings.append(
+                explanation_warnings(
+                    mask_max=max(float(m[i].max()) for m in final),
+                    picture_max=float(explanation[i].max()),
+                    # Raw outputs ("identity") are no probabilities: only the mask is judged.
+                    target_prob=float(probs[i, j]) if cfg.model_output == "softmax" else 1.0,
+                    label=repr(labels[j]) if labels and j < len(labels) else f"label {j}",
+                    lambda_k=cfg.lambda_k,
+                )
+            )
         return RDEResult(
             mask=final,
             explanation=explanation,
@@ -516,30 +639,62 @@ class RDE:
             runtime_s=time.perf_counter() - start,
             method=self.method,
             extra={"representation": repr(rep), "obfuscation": repr(self.obfuscation)},
+            warnings=warnings,
         )
+
+    @staticmethod
+    def _check_finite(distortion: Tensor, masks: list[Tensor], step: int, image: int) -> None:
+        """Stop with a reason when the loss or the gradient of an image is not finite."""
+        if not bool(torch.isfinite(distortion).all()):
+            raise NonFiniteError(
+                f"the distortion became {float(distortion[0])} at step {step + 1} for input "
+                f"{image}: the model returned NaN or Inf for an obfuscated input"
+            )
+        for m in masks:
+            if m.grad is not None and not bool(torch.isfinite(m.grad).all()):
+                raise NonFiniteError(
+                    f"the gradient of the mask became NaN or Inf at step {step + 1} for input "
+                    f"{image}: the model's gradient is not finite for an obfuscated input"
+                )
+
+    def _obfuscated_output(self, mixed: list[Tensor], shape: tuple[int, ...]) -> Tensor:
+        """Model outputs ``(N, m)`` for coefficients ``(N, ...)``: decode, clip, forward.
+
+        The reference output goes through this very function with the unmasked coefficients, so
+        that at ``s = 1`` it is bit-identical to the outputs the distortion compares it with.
+        """
+        y = self.representation.decode(mixed, shape=shape)
+        if self.config.clip is not None:
+            y = y.clamp(*self.config.clip)
+        return self._forward(y)
 
     def _distortion_chunk(
         self,
         masks: list[Tensor],
         bands: list[Tensor],
         noise: list[Tensor],
-        lo: int,
-        hi: int,
         shape: tuple[int, ...],
         reference: Tensor,
         target: Tensor,
     ) -> Tensor:
-        """Distortion ``(B, hi - lo)`` of obfuscations ``lo..hi`` of every input."""
-        batch = bands[0].shape[0]
+        """Distortion ``(1, n)`` of the ``n`` obfuscations of one image in ``noise``.
+
+        Args:
+            masks, bands: Per band, the mask and coefficients of one image, ``(1, ...)``.
+            noise: Per band, the perturbations ``(1, n, ...)``.
+            shape: Shape of one input.
+            reference: Reference output per obfuscation, ``(n, m)``.
+            target: The image's label, ``(1,)``.
+        """
         mixed = []
         for s, h, v in zip(masks, bands, noise, strict=True):
             s1 = s.unsqueeze(1)
-            mixed.append((s1 * h.unsqueeze(1) + (1.0 - s1) * v[:, lo:hi]).flatten(0, 1))
-        y = self.representation.decode(mixed, shape=shape)
-        if self.config.clip is not None:
-            y = y.clamp(*self.config.clip)
-        out = self._forward(y).view(batch, hi - lo, -1)
-        return self.config.distortion_scale * self._distortion(reference, out, target)
+            mixed.append((s1 * h.unsqueeze(1) + (1.0 - s1) * v).flatten(0, 1))
+        out = self._obfuscated_output(mixed, shape)
+        n = out.shape[0]
+        # Row r is compared with reference row r: one "image" per row for the distortion.
+        d = self._distortion(reference, out.unsqueeze(1), target.expand(n))
+        return self.config.distortion_scale * d.view(1, n)
 
     def _pictures(
         self, x: Tensor, bands: list[Tensor], masks: list[Tensor]

@@ -232,6 +232,18 @@ def explanation_figure(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    notes = r.warnings[0] if r.warnings else []
+    if notes:
+        # An empty or unsupported explanation says so on the figure itself, not only in a log.
+        import textwrap
+
+        text = "\n".join(textwrap.fill(f"warning: {n}", 150) for n in notes)
+        lines = text.count("\n") + 1
+        height = fig.get_figheight()
+        extra = 0.16 * lines + 0.1
+        fig.set_figheight(height + extra)
+        fig.subplots_adjust(bottom=(extra + 0.05 * height) / (height + extra))
+        fig.text(0.01, 0.01, text, fontsize=7, color=WRONG_COLOR, va="bottom", ha="left")
     return fig
 
 

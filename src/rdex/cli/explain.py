@@ -36,8 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--target",
         default=None,
-        help="label to explain: index or class name (default: the predicted label); for a "
-        "misclassification name the true label",
+        help="label to explain: index, class name or WordNet id such as n02123045 (default: the "
+        "predicted label); for a misclassification name the true label",
     )
     p.add_argument(
         "--true-label",
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from rdex.images import load_batch
     from rdex.io import save_result
     from rdex.methods import METHODS
-    from rdex.models import load_classifier
+    from rdex.models import load_classifier, resolve_label
     from rdex.viz import explanation_figure, save_figure
 
     methods = method_names(args.method)
@@ -76,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     names, images = load_batch(args.images, size=args.size, fit=args.fit)
     model = load_classifier(args.model, weights=args.weights).to(device)
     labels = model.labels
-    target = None if args.target in (None, "pred", "predicted") else model.label_index(args.target)
-    true_label = None if args.true_label is None else model.label_index(args.true_label)
+    target = (
+        None if args.target in (None, "pred", "predicted") else resolve_label(model, args.target)
+    )
+    true_label = None if args.true_label is None else resolve_label(model, args.true_label)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -125,4 +127,6 @@ def run(args: argparse.Namespace) -> int:
                     f"(p={record['target_prob']:.3f}) in {record['runtime_s']:.1f} s, "
                     f"distortion {record['final_distortion']:.4f} -> {out / (stem + '-figure.png')}"
                 )
+                for note in record["warnings"]:
+                    print(f"warning: {name} [{method}]: {note}", file=sys.stderr)
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from rdex.obfuscations import Obfuscation
-from rdex.rde import RDE, RDEConfig, RDEResult, preset
+from rdex.rde import RDE, RDEConfig, RDEResult, check_images, preset
 from rdex.representations import Representation
 from rdex.types import Distortion, ExplanationKind
 
@@ -22,7 +22,8 @@ class MethodPreset(RDE):
         obfuscation: Obfuscation strategy or name.
         preset: Named schedule from :data:`rdex.rde.PRESETS` (``"paper"``: appendix A.2).
         lambda_k: Sparsity level ``lambda * k``.
-        distortion: Name (or callable) of the distortion.
+        distortion: Name (or callable) of the distortion; ``None`` keeps the one of ``config``
+            (or of the preset: ``"label"``).
         explanation: Picture kind of the result.
         **overrides: Any other :class:`~rdex.rde.RDEConfig` field (``steps``, ``samples``, ``lr``,
             ``seed``, ...).
@@ -38,11 +39,13 @@ class MethodPreset(RDE):
         *,
         preset_name: str,
         lambda_k: float | None,
-        distortion: str | Distortion,
+        distortion: str | Distortion | None,
         explanation: ExplanationKind,
         config: RDEConfig | None = None,
         **overrides: Any,
     ) -> None:
+        # A distortion named here wins; otherwise an explicit config keeps its own (a default
+        # argument must not silently replace what the caller configured).
         named = isinstance(distortion, str)
         base = config or preset(preset_name)
         base = base.replace(
@@ -55,7 +58,7 @@ class MethodPreset(RDE):
             representation,
             obfuscation,
             config=base,
-            distortion=None if named else distortion,  # type: ignore[arg-type]
+            distortion=None if named or distortion is None else distortion,  # type: ignore[arg-type]
             explanation=explanation,
         )
 
@@ -69,8 +72,7 @@ class MethodPreset(RDE):
         desc: str | None = None,
     ) -> RDEResult:
         """Explain images ``(B, C, H, W)`` or one image ``(C, H, W)``; see :meth:`RDE.explain`."""
-        if x.dim() == 3:
-            x = x.unsqueeze(0)
+        x = check_images(x)
         return super().explain(
             x, target=target, reference_output=reference_output, progress=progress, desc=desc
         )

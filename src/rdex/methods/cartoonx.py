@@ -30,7 +30,7 @@ class CartoonX(MethodPreset):
             authors' configuration file.
         wavelet, levels, mode: The DWT.
         obfuscation: Obfuscation strategy (default adaptive Gaussian per scale).
-        distortion: Distortion name or callable (default ``"label"``).
+        distortion: Distortion name or callable (default: the config's, ``"label"``).
         config: A full :class:`~rdex.rde.RDEConfig` instead of a preset.
         **overrides: Any other config field (``steps``, ``samples``, ``lr``, ``seed``, ...).
 
@@ -51,7 +51,7 @@ class CartoonX(MethodPreset):
         levels: int = 5,
         mode: str = "zero",
         obfuscation: Obfuscation | str = "gaussian",
-        distortion: str | Distortion = "label",
+        distortion: str | Distortion | None = None,
         config: RDEConfig | None = None,
         **overrides: Any,
     ) -> None:

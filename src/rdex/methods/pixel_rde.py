@@ -39,7 +39,7 @@ class PixelRDE(MethodPreset):
         preset: str = "paper",
         lambda_k: float | None = None,
         obfuscation: Obfuscation | str = "gaussian",
-        distortion: str | Distortion = "label",
+        distortion: str | Distortion | None = None,
         config: RDEConfig | None = None,
         **overrides: Any,
     ) -> None:
