@@ -18,6 +18,7 @@ __all__ = [
     "rde_config",
     "method_names",
     "finite_float",
+    "finite_float_value",
     "bounded_int",
     "seed_int",
     "size_int",
@@ -30,14 +31,25 @@ MAX_INT = 2**63 - 1
 
 
 def finite_float(text: str) -> float:
-    """An argparse type: a finite float (``nan``, ``inf`` and overflowing values are refused)."""
+    """An argparse type: a finite float within float32's range (``nan``, ``inf`` and values that
+    overflow float32, in which rdex computes, are refused)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    if abs(value) > torch.finfo(torch.float32).max:  # rdex computes in float32
+        raise argparse.ArgumentTypeError(f"out of range (beyond float32), got {text!r}")
     return value
+
+
+def finite_float_value(text: str, option: str) -> float:
+    """A finite float from one item of a list option (a ``ValueError`` naming ``option``)."""
+    try:
+        return finite_float(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"{option}: {exc}") from None
 
 
 def bounded_int(text: str) -> int:
@@ -85,6 +97,8 @@ def obfuscation_spec(text: str) -> str:
                 continue  # not a number: the obfuscation itself says what it expects
             if not math.isfinite(number):
                 raise argparse.ArgumentTypeError(f"{name}: the value must be finite, got {part!r}")
+            if abs(number) > torch.finfo(torch.float32).max:  # images are float32
+                raise argparse.ArgumentTypeError(f"{name}: the value is out of range, got {part!r}")
     return text
 
 

@@ -139,7 +139,17 @@ def run(args: argparse.Namespace) -> int:
                     stem,
                     i,
                     labels=labels,
-                    extra={"image": display_name(name), "model": args.model},
+                    extra={
+                        "image": display_name(name),
+                        "model": args.model,
+                        # With "settings", what re-creates this result exactly.
+                        "options": {
+                            "weights": args.weights,
+                            "size": args.size,
+                            "fit": args.fit,
+                            "obfuscation": args.obfuscation,
+                        },
+                    },
                 )
                 fig = explanation_figure(
                     x.cpu(),
