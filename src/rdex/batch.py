@@ -40,6 +40,7 @@ import io
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rdex.io import atomic_write_with, result_record, save_npz
+from rdex.io import (
+    MAX_INPUT_BYTES,
+    atomic_write_with,
+    display_name,
+    json_dumps,
+    read_regular_file,
+    result_record,
+    safe_stem,
+    save_npz,
+)
 from rdex.rde import RDEConfig, RDEResult, preset
 
 __all__ = [
@@ -210,8 +220,10 @@ def find_inputs(source: str | os.PathLike[str], *, labels: LabelMode = "auto") -
     root = root.resolve()
     if root.is_file():
         if _is_image_name(root):
-            return [InputItem(root, root.name)]
+            return [InputItem(root, _name(root.name))]
         return _read_list(root)
+    if not root.is_dir():
+        raise ValueError(f"input {display_name(str(source))!r} is not a file or folder")
     files = sorted(
         p
         for p in root.rglob("*")
@@ -232,14 +244,30 @@ def find_inputs(source: str | os.PathLike[str], *, labels: LabelMode = "auto") -
         )
     folder_labels = labels == "folders" or (labels == "auto" and len(classes) >= 2)
     return [
-        InputItem(p, r.as_posix(), r.parts[0] if folder_labels else None)
+        InputItem(p, _name(r.as_posix()), _name(r.parts[0]) if folder_labels else None)
         for p, r in zip(files, rels, strict=True)
     ]
 
 
+def _name(text: str) -> str:
+    """A file name as valid Unicode for the manifest: bytes that are not UTF-8 (surrogate escapes
+    from the file system) become ``\\xNN``, so the manifest and the report stay strict UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+#: Largest list file read (bytes): a million paths fit many times over.
+MAX_LIST_BYTES = 64 * 2**20
+
+
 def _read_list(list_file: Path) -> list[InputItem]:
     items = []
-    for raw in list_file.read_text(encoding="utf-8").splitlines():
+    try:
+        text = read_regular_file(list_file, limit=MAX_LIST_BYTES).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"the list {display_name(str(list_file))!r} is not UTF-8 text: {exc}"
+        ) from None
+    for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -252,7 +280,7 @@ def _read_list(list_file: Path) -> list[InputItem]:
             name = path.relative_to(list_file.parent).as_posix()
         except ValueError:
             name = path.as_posix().lstrip("/")
-        items.append(InputItem(path, name, label.strip() or None))
+        items.append(InputItem(path, _name(name), label.strip() or None))
     if not items:
         raise ValueError(f"the list {str(list_file)!r} names no images")
     return items
@@ -269,6 +297,7 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     objects are ignored.
     """
     path = Path(out_dir) / MANIFEST_NAME
+    _refuse_symlink(path)
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -281,6 +310,15 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if isinstance(record, dict) and "key" in record and "status" in record:
             records.append(record)
     return records
+
+
+def _refuse_symlink(path: Path) -> None:
+    """A manifest that is a symbolic link could make rdex read or append to any file: refuse it."""
+    if path.is_symlink():
+        raise ValueError(
+            f"{display_name(str(path))} is a symbolic link; rdex reads and appends only to a "
+            "manifest that is a regular file in the output folder"
+        )
 
 
 def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -327,12 +365,18 @@ class _Manifest:
     """Append-only JSON Lines file: one ``os.write`` of a whole line, then ``fsync``."""
 
     def __init__(self, path: Path) -> None:
+        _refuse_symlink(path)
         _repair_manifest(path)
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a link put in place after the check above is refused too.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        self.fd = os.open(path, flags, 0o644)
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            raise ValueError(f"{display_name(str(path))} is not a regular file")
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, sort_keys=False, allow_nan=True) + "\n").encode("utf-8")
+        line = (json_dumps(record, sort_keys=False) + "\n").encode("utf-8")
         view = memoryview(line)
         while view:
             written = os.write(self.fd, view)
@@ -386,6 +430,8 @@ class _Verifier:
         self.cache: dict[str, str | None] = {}
 
     def file_ok(self, rel: str, sha: str) -> bool:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            return False  # a tampered record: rdex's files all lie inside the output folder
         if rel not in self.cache:
             path = self.out / rel
             try:
@@ -419,8 +465,11 @@ def unit_key(content_sha256: str, method: str, settings: Mapping[str, Any]) -> s
 
 
 def _safe_name(name: str) -> str:
+    """Output file-name stem of an input name: ``/`` becomes ``__``; long names keep a readable
+    prefix and end in a hash of the whole name (:func:`rdex.io.safe_stem`), so every output name
+    stays far below the 255-byte limit of file systems."""
     stem = name.rsplit(".", 1)[0] if "." in Path(name).name else name
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem.replace("/", "__")).strip("._") or "image"
+    return safe_stem(stem.replace("/", "__"))
 
 
 @dataclass
@@ -644,7 +693,7 @@ def _rounded_probs(probs: Tensor, limit: int = 20) -> dict[str, float]:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return display_name(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -705,7 +754,7 @@ def _record(
     """The manifest line of a unit (error records carry ``None`` for what is unknown)."""
     base: dict[str, Any] = {
         "name": item.name,
-        "path": str(item.path),
+        "path": _name(str(item.path)),
         "sha256": sha,
         "key": unit.key,
         "model": settings.model_name,
@@ -782,9 +831,11 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _read_bytes(path: Path) -> tuple[bytes | None, str | None]:
+    """The bytes of an input, or why not: only regular files of at most ``MAX_INPUT_BYTES`` are
+    read (a device never ends, a FIFO blocks); anything else becomes an error record."""
     try:
-        return path.read_bytes(), None
-    except OSError as exc:
+        return read_regular_file(path, limit=MAX_INPUT_BYTES), None
+    except (OSError, ValueError) as exc:
         return None, _reason(exc)
 
 
@@ -850,8 +901,10 @@ def run_batch(
     start = time.perf_counter()
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    from rdex.images import MAX_SIZE, MIN_SIDE
+
+    if not MIN_SIDE <= size <= MAX_SIZE:
+        raise ValueError(f"size must be between {MIN_SIDE} and {MAX_SIZE} pixels, got {size}")
     if fit not in ("resize", "crop"):
         raise ValueError(f"unknown fit {fit!r}; choose resize or crop")
     methods = tuple(dict.fromkeys(methods))
@@ -951,14 +1004,14 @@ def _plan(
             if key in done:
                 summary.skipped += 1
                 if recorded.get(ident) != key:
-                    copy_record = dict(done[key], name=item.name, path=str(item.path))
+                    copy_record = dict(done[key], name=item.name, path=_name(str(item.path)))
                     manifest.append(copy_record)
                     recorded[ident] = key
                 continue
             if key in failed and not retry_errors:
                 summary.failed += 1
                 if recorded.get(ident) != key:
-                    manifest.append(dict(failed[key], name=item.name, path=str(item.path)))
+                    manifest.append(dict(failed[key], name=item.name, path=_name(str(item.path))))
                     recorded[ident] = key
                 continue
             if key in pending:

@@ -34,6 +34,7 @@ from torch import Tensor
 
 __all__ = [
     "MAX_PIXELS",
+    "MAX_SIZE",
     "MIN_SIDE",
     "SAMPLES",
     "Fit",
@@ -55,12 +56,19 @@ MAX_PIXELS = 64_000_000
 MIN_SIDE = 8
 """Smallest width or height rdex accepts."""
 
+MAX_SIZE = 2048
+"""Largest ``size`` (output side) rdex resizes to: eight times the paper's 256. An RDE run holds
+``samples`` obfuscated copies of the image, so memory grows with ``size**2 * samples``; 2048 with
+the paper's 64 samples is already about 3 GB of input copies alone."""
+
 SAMPLES: tuple[str, ...] = ("chelsea", "coffee", "astronaut", "rocket", "sky")
 
 
 def _check_size(size: int | None) -> None:
     if size is not None and (isinstance(size, bool) or int(size) < MIN_SIDE):
         raise ValueError(f"size must be at least {MIN_SIDE} pixels, got {size}")
+    if size is not None and int(size) > MAX_SIZE:
+        raise ValueError(f"size must be at most {MAX_SIZE} pixels (MAX_SIZE), got {size}")
 
 
 def _check_fit(fit: str) -> None:
@@ -143,6 +151,8 @@ def load_image(
         raise FileNotFoundError(f"no such image file: {p}")
     if p.is_dir():
         raise ValueError(f"{p}: is a directory, not an image")
+    if not p.is_file():  # a FIFO would block the reader, a device (/dev/zero) never ends
+        raise ValueError(f"{p}: not a regular file (a device, FIFO or socket), not an image")
     if p.stat().st_size == 0:
         raise ValueError(f"{p}: not a readable image (empty file)")
     problem: str | None = None

@@ -6,10 +6,15 @@ killed at any moment leaves either the old file or the complete new one, never h
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 import os
+import re
+import stat
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +33,113 @@ def _current_umask() -> int:
 
 _UMASK = _current_umask()
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "save_npz", "result_record", "save_result"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "display_name",
+    "finite_or_none",
+    "json_dumps",
+    "read_regular_file",
+    "safe_stem",
+    "save_npz",
+    "result_record",
+    "save_result",
+]
+
+#: Largest input file rdex reads (bytes): far above any photo, far below what hurts a machine.
+MAX_INPUT_BYTES = 256 * 2**20
+
+#: Longest output file-name stem rdex makes (bytes); suffixes such as ``-cartoonx-figure.png``
+#: are added to it, and file systems allow 255 bytes per name.
+MAX_STEM_BYTES = 120
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-Inf) replaced by ``None``, recursively.
+
+    Dicts, lists and tuples are copied; numpy scalars become Python numbers.
+    """
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_dumps(value: Any, **kwargs: Any) -> str:
+    """Strict JSON (RFC 8259): non-finite floats become ``null``, never a bare ``NaN``.
+
+    ``allow_nan=False`` stays on as a guard, so anything that slips past raises instead of
+    writing a file strict parsers reject.
+    """
+    return json.dumps(finite_or_none(value), allow_nan=False, **kwargs)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_stem(name: str, *, max_bytes: int = MAX_STEM_BYTES) -> str:
+    """A portable file-name stem for ``name``: ASCII letters, digits, ``_.-`` only, bounded length.
+
+    Runs of other characters become ``_``. A stem longer than ``max_bytes`` keeps a readable
+    prefix and ends in ``-`` and 12 hex digits of the SHA-256 of ``name``, so it stays unique and
+    is the same on every run.
+    """
+    stem = _UNSAFE.sub("_", name).strip("._") or "image"
+    if len(stem) <= max_bytes:
+        return stem
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return stem[: max_bytes - 13].rstrip("._-") + "-" + digest
+
+
+def display_name(text: str) -> str:
+    """``text`` safe to print on a terminal or put in a page: control characters and bytes that
+    are not UTF-8 (surrogate escapes from the file system) are shown as ``\\xNN`` escapes."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(
+        c
+        if c.isprintable() or unicodedata.category(c) == "Zs"
+        else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
+def read_regular_file(path: str | os.PathLike[str], *, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    Devices (``/dev/zero`` never ends), FIFOs (block until a writer comes), sockets and folders
+    are refused without reading; the file is opened non-blocking and checked again after opening,
+    so a swap between the check and the open cannot slip through.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: Not a regular file, or larger than ``limit``.
+        OSError: The file could not be read.
+    """
+    path = Path(path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"{display_name(str(path))}: not a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{display_name(str(path))}: not a regular file")
+        if info.st_size > limit:
+            raise ValueError(
+                f"{display_name(str(path))}: file too large ({info.st_size} bytes; the limit is "
+                f"{limit})"
+            )
+        data = fh.read(limit + 1)
+    if len(data) > limit:  # grew while we read
+        raise ValueError(f"{display_name(str(path))}: file too large (over {limit} bytes)")
+    return data
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -148,7 +259,7 @@ def save_result(
     save_image(result.explanation[index], paths["explanation"])
     save_npz(result, paths["npz"], index)
     record = result_record(result, index, labels) | (extra or {})
-    atomic_write_text(paths["json"], json.dumps(record, indent=2) + "\n")
+    atomic_write_text(paths["json"], json_dumps(record, indent=2) + "\n")
     return paths, record
 
 

@@ -3,24 +3,30 @@
 One card per image, built from the latest manifest record of every (image, method): the input as
 the model saw it, the explanations of all methods side by side, the predicted label (red when it
 differs from the true label, green when it matches), the true label, the top-5 probabilities, the
-final distortion and the runtime; failed inputs show their error. Plain JavaScript filters show
+final distortion and the runtime; failed inputs show their error, and a record's ``warnings`` are
+shown on its card. The page is rendered with Jinja2 with autoescaping, so names, labels and titles
+are always text, never markup or template code. Plain JavaScript filters show
 only misclassified images, only errors, or one class (true or predicted). The page references the
 pictures by relative paths and needs no server: open it from disk.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import json
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import jinja2
+
 from rdex.batch import latest_records, read_manifest
-from rdex.io import atomic_write_text
+from rdex.io import atomic_write_text, display_name
 
 __all__ = ["METHOD_TITLES", "ImageCard", "collect_cards", "render_report", "write_report"]
 
@@ -93,110 +99,194 @@ def collect_cards(records: list[dict[str, Any]]) -> list[ImageCard]:
     return list(cards.values())
 
 
-def _rel_url(out: Path, rel: str | None) -> str | None:
-    """URL of a file relative to the report, or ``None`` if it is missing."""
-    if not rel or not (out / rel).is_file():
-        return None
-    return quote(rel, safe="/")
+#: Numeric fields of a record the report formats; a record where one is not a number is skipped.
+_NUMBERS = ("target_prob", "prediction_prob", "final_distortion", "runtime_s")
 
 
-def _figure(src: str | None, alt: str, caption: str) -> str:
-    picture = (
-        f'<img src="{html.escape(src)}" alt="{html.escape(alt)}" loading="lazy">'
-        if src
-        else '<div class="missing">file missing</div>'
+def _number(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     )
-    return f"<figure>{picture}<figcaption>{caption}</figcaption></figure>"
+
+
+def _record_problem(r: Any) -> str | None:
+    """Why a manifest record cannot be shown (``None`` when it can): a tampered or foreign line."""
+    if not isinstance(r, dict):
+        return "not a JSON object"
+    if not isinstance(r.get("name"), str) or not isinstance(r.get("method"), str):
+        return "no image name or method"
+    for key in _NUMBERS:
+        if not _number(r.get(key)):
+            return f"{key} is not a number"
+    top5 = r.get("top5")
+    if top5 is not None and not (
+        isinstance(top5, list) and all(isinstance(e, dict) and _number(e.get("prob")) for e in top5)
+    ):
+        return "top5 is not a list of probabilities"
+    files = r.get("files")
+    if files is not None and not (
+        isinstance(files, dict) and all(isinstance(f, dict) for f in files.values())
+    ):
+        return "files is not a mapping"
+    warnings = r.get("warnings")
+    if warnings is not None and not isinstance(warnings, list):
+        return "warnings is not a list"
+    return None
+
+
+def _clean(value: Any) -> Any:
+    """Strings made printable and valid UTF-8 (:func:`rdex.io.display_name`), recursively."""
+    if isinstance(value, str):
+        return display_name(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _rel_url(out: Path, rel: Any) -> str | None:
+    """URL of a file of the run relative to the report, or ``None``.
+
+    Only regular files inside the output folder are shown: an absolute path, a ``..`` step or a
+    link out of the folder (a tampered manifest) gives ``None``, as does a missing file.
+    """
+    if not isinstance(rel, str) or not rel:
+        return None
+    path = Path(rel)
+    if path.is_absolute() or ".." in path.parts or "\\" in rel or ":" in path.parts[0]:
+        return None
+    target = out / path
+    try:
+        inside = target.resolve().is_relative_to(out.resolve())
+    except (OSError, RuntimeError):
+        return None
+    if not inside or not target.is_file():
+        return None
+    return quote(rel.encode("utf-8", "surrogateescape"), safe="/")
+
+
+def _file_url(out: Path, record: dict[str, Any], kind: str) -> str | None:
+    entry = (record.get("files") or {}).get(kind)
+    return _rel_url(out, entry.get("path")) if isinstance(entry, dict) else None
 
 
 def _percent(p: Any) -> str:
     return "" if p is None else f"{100 * float(p):.1f}%"
 
 
-def _card_html(out: Path, card: ImageCard) -> str:
-    esc = html.escape
-    figures: list[str] = []
+def _card_view(out: Path, card: ImageCard) -> dict[str, Any]:
+    """What the template needs to draw one card (plain values; the template escapes them)."""
     first = card.ok_records[0] if card.ok_records else None
+    figures: list[dict[str, Any]] = []
     if first is not None:
-        src = _rel_url(out, (first.get("files") or {}).get("input", {}).get("path"))
-        figures.append(_figure(src, f"input {card.name}", "input"))
-    errors = []
+        figures.append(
+            {"src": _file_url(out, first, "input"), "alt": f"input {card.name}", "input": True}
+        )
+    errors: list[str] = []
+    warnings: list[str] = []
     for r in card.records:
         title = METHOD_TITLES.get(str(r.get("method")), str(r.get("method")))
+        for w in r.get("warnings") or []:
+            warnings.append(f"{title}: {w}")
         if r.get("status") != "ok":
-            errors.append(f"{esc(title)}: {esc(str(r.get('error') or 'failed'))}")
+            errors.append(f"{title}: {r.get('error') or 'failed'}")
             continue
-        src = _rel_url(out, (r.get("files") or {}).get("explanation", {}).get("path"))
-        target = _label(r.get("target_label"), r.get("target"))
-        caption = (
-            f"<b>{esc(title)}</b> for {esc(str(target))}<br>"
-            f"distortion {float(r.get('final_distortion') or 0):.3g} · "
-            f"{float(r.get('runtime_s') or 0):.1f} s"
+        figures.append(
+            {
+                "src": _file_url(out, r, "explanation"),
+                "alt": f"{title} explanation of {card.name}",
+                "input": False,
+                "title": title,
+                "target": str(_label(r.get("target_label"), r.get("target"))),
+                "distortion": f"{float(r.get('final_distortion') or 0):.3g}",
+                "runtime": f"{float(r.get('runtime_s') or 0):.1f}",
+            }
         )
-        figures.append(_figure(src, f"{title} explanation of {card.name}", caption))
-
-    labels = []
+    prediction = None
     if card.predicted is not None and first is not None:
         correct = any(r.get("misclassified") is False for r in card.ok_records)
-        cls = "wrong" if card.misclassified else ("right" if correct else "")
-        labels.append(
-            f'<span class="pred {cls}">predicted: {esc(card.predicted)} '
-            f"({_percent(first.get('prediction_prob'))})</span>"
-        )
-    if card.true_label is not None:
-        labels.append(f'<span class="true">true: {esc(card.true_label)}</span>')
-
-    probs = ""
-    if first is not None and first.get("top5"):
-        items = []
-        for entry in first["top5"]:
+        prediction = {
+            "label": card.predicted,
+            "prob": _percent(first.get("prediction_prob")),
+            "cls": "wrong" if card.misclassified else ("right" if correct else ""),
+        }
+    probs = []
+    if first is not None:
+        for entry in first.get("top5") or []:
             p = float(entry.get("prob") or 0.0)
-            name = _label(entry.get("label"), entry.get("index"))
-            items.append(
-                f'<li><span class="bar" style="width:{100 * p:.1f}%"></span>'
-                f'<span class="text">{esc(str(name))} {_percent(p)}</span></li>'
+            probs.append(
+                {
+                    "width": f"{100 * p:.1f}",
+                    "text": f"{_label(entry.get('label'), entry.get('index'))} {_percent(p)}",
+                }
             )
-        probs = '<ol class="probs">' + "".join(items) + "</ol>"
-
     path = next((str(r.get("path")) for r in card.records if r.get("path")), card.name)
-    attrs = (
-        f'class="card{" misclassified" if card.misclassified else ""}" '
-        f'data-name="{esc(card.name)}" '
-        f'data-status="{card.status}" '
-        f'data-misclassified="{1 if card.misclassified else 0}" '
-        f'data-classes="{esc(json.dumps(card.classes))}"'
-    )
-    error_html = "".join(f'<p class="error">{e}</p>' for e in errors)
-    return (
-        f"<article {attrs}>\n"
-        f'  <h2 title="{esc(path)}">{esc(card.name)}</h2>\n'
-        f'  <div class="pictures">{"".join(figures)}</div>\n'
-        f'  <p class="labels">{" · ".join(labels)}</p>\n'
-        f"  {probs}{error_html}\n"
-        f"</article>"
-    )
+    return {
+        "name": card.name,
+        "path": path,
+        "status": card.status,
+        "misclassified": card.misclassified,
+        "classes": json.dumps(card.classes),
+        "figures": figures,
+        "prediction": prediction,
+        "true_label": card.true_label,
+        "probs": probs,
+        "errors": errors,
+        "warnings": warnings,
+    }
 
 
-def render_report(out_dir: str | os.PathLike[str], *, title: str | None = None) -> str:
+@functools.lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    # Autoescape on for everything: names, labels and titles are data, never markup.
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    source = resources.files("rdex").joinpath("data/report.html").read_text(encoding="utf-8")
+    return env.from_string(source)
+
+
+def render_report(
+    out_dir: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> str:
     """The HTML of the report of a batch output folder.
+
+    Records that cannot be shown (a tampered or foreign manifest line: a field that should be a
+    number is not, no name) are skipped; the page and ``log`` say how many.
 
     Args:
         out_dir: Output folder of :func:`rdex.batch.run_batch` (with ``manifest.jsonl``).
         title: Page title (default: the folder's name).
+        log: Called with a one-line warning per skipped record.
 
     Raises:
         FileNotFoundError: The folder has no manifest.
+        ValueError: The manifest is a symbolic link.
     """
     out = Path(out_dir)
     from rdex.batch import MANIFEST_NAME
 
-    if not (out / MANIFEST_NAME).is_file():
+    manifest = out / MANIFEST_NAME
+    if not manifest.is_file() and not manifest.is_symlink():
         raise FileNotFoundError(
-            f"no {MANIFEST_NAME} in {str(out)!r}: is it the --out of `rdex batch`?"
+            f"no {MANIFEST_NAME} in {display_name(str(out))!r}: is it the --out of `rdex batch`?"
         )
-    records = read_manifest(out)
+    records = []
+    skipped = 0
+    for r in read_manifest(out):
+        problem = _record_problem(r)
+        if problem is None:
+            records.append(_clean(r))
+            continue
+        skipped += 1
+        if log is not None:
+            name = display_name(str(r.get("name"))) if isinstance(r, dict) else "?"
+            log(f"skipped a manifest record ({name!r}): {problem}")
     cards = collect_cards(records)
-    esc = html.escape
     models = sorted({str(r.get("model")) for r in records if r.get("model")})
     methods = list(dict.fromkeys(str(r.get("method")) for r in records))
     n_mis = sum(c.misclassified for c in cards)
@@ -206,21 +296,25 @@ def render_report(out_dir: str | os.PathLike[str], *, title: str | None = None) 
         f"methods: {', '.join(METHOD_TITLES.get(m, m) for m in methods) or 'none'} · "
         f"model: {', '.join(models) or 'unknown'}"
     )
+    if skipped:
+        summary += f" · {skipped} unreadable manifest records skipped"
     classes = sorted({c for card in cards for c in card.classes}, key=str.lower)
-    options = "".join(f'<option value="{esc(c)}">{esc(c)}</option>' for c in classes)
-    body = "\n".join(_card_html(out, c) for c in cards) or '<p class="empty">No images yet.</p>'
-    template = resources.files("rdex").joinpath("data/report.html").read_text(encoding="utf-8")
-    page_title = title or f"rdex report: {out.resolve().name}"
-    return (
-        template.replace("{{TITLE}}", esc(page_title))
-        .replace("{{SUMMARY}}", esc(summary))
-        .replace("{{CLASS_OPTIONS}}", options)
-        .replace("{{CARDS}}", body)
+    page_title = display_name(title or f"rdex report: {out.resolve().name}")
+    return _template().render(
+        title=page_title,
+        summary=summary,
+        classes=classes,
+        cards=[_card_view(out, c) for c in cards],
     )
 
 
-def write_report(out_dir: str | os.PathLike[str], *, title: str | None = None) -> Path:
+def write_report(
+    out_dir: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """Write ``index.html`` into a batch output folder (atomically) and return its path."""
     out = Path(out_dir)
-    page = render_report(out, title=title)
+    page = render_report(out, title=title, log=log)
     return atomic_write_text(out / REPORT_NAME, page)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 import torch
@@ -16,7 +17,116 @@ __all__ = [
     "pick_device",
     "rde_config",
     "method_names",
+    "finite_float",
+    "finite_float_value",
+    "bounded_int",
+    "seed_int",
+    "size_int",
+    "obfuscation_spec",
+    "harden_numbers",
 ]
+
+#: Largest integer any option takes (int64): beyond it torch and numpy overflow.
+MAX_INT = 2**63 - 1
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite float within float32's range (``nan``, ``inf`` and values that
+    overflow float32, in which rdex computes, are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    if abs(value) > torch.finfo(torch.float32).max:  # rdex computes in float32
+        raise argparse.ArgumentTypeError(f"out of range (beyond float32), got {text!r}")
+    return value
+
+
+def finite_float_value(text: str, option: str) -> float:
+    """A finite float from one item of a list option (a ``ValueError`` naming ``option``)."""
+    try:
+        return finite_float(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"{option}: {exc}") from None
+
+
+def bounded_int(text: str) -> int:
+    """An argparse type: an integer that fits in 64 bits (signed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not -MAX_INT <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be between {-MAX_INT} and {MAX_INT}, got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """An argparse type: a seed, ``0 <= seed < 2**63`` (what every torch generator takes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_INT} (2**63 - 1), got {text}")
+    return value
+
+
+def size_int(text: str) -> int:
+    """An argparse type: an image side between ``MIN_SIDE`` and ``MAX_SIZE`` pixels."""
+    from rdex.images import MAX_SIZE, MIN_SIDE
+
+    value = bounded_int(text)
+    if not MIN_SIDE <= value <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"must be between {MIN_SIDE} and {MAX_SIZE} pixels, got {text}"
+        )
+    return value
+
+
+def obfuscation_spec(text: str) -> str:
+    """An argparse type: an obfuscation name whose ``:VALUE`` parameter, if any, is finite."""
+    name, sep, value = text.partition(":")
+    if sep:
+        for part in value.split(","):
+            try:
+                number = float(part)
+            except ValueError:
+                continue  # not a number: the obfuscation itself says what it expects
+            if not math.isfinite(number):
+                raise argparse.ArgumentTypeError(f"{name}: the value must be finite, got {part!r}")
+            if abs(number) > torch.finfo(torch.float32).max:  # images are float32
+                raise argparse.ArgumentTypeError(f"{name}: the value is out of range, got {part!r}")
+    return text
+
+
+def harden_numbers(parser: argparse.ArgumentParser) -> None:
+    """Give every numeric option of ``parser`` (and its sub-parsers) a checked type.
+
+    ``float`` options refuse NaN and infinities, ``int`` options stay within 64 bits, ``--seed``
+    within a generator's range, ``--size`` within ``[MIN_SIDE, MAX_SIZE]``, and ``--obfuscation``
+    parameters must be finite. Done once over the whole parser so that no option is forgotten.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                harden_numbers(child)
+            continue
+        if action.dest == "seed" and action.type in (int, bounded_int):
+            action.type = seed_int
+        elif action.dest == "size" and action.type in (int, bounded_int):
+            from rdex.images import MAX_SIZE, MIN_SIDE
+
+            action.type = size_int
+            action.help = f"{action.help or 'image side'}; {MIN_SIDE} to {MAX_SIZE} pixels"
+        elif action.dest == "obfuscation" and action.type is None:
+            action.type = obfuscation_spec
+        elif action.type is float:
+            action.type = finite_float
+        elif action.type is int:
+            action.type = bounded_int
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +147,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def add_image_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("images")
+    from rdex.images import MAX_SIZE, MIN_SIDE
+
     group.add_argument(
-        "--size", type=int, default=256, help="image side in pixels (default 256, the paper's)"
+        "--size",
+        type=size_int,
+        default=256,
+        help=f"image side in pixels, {MIN_SIDE} to {MAX_SIZE} (default 256, the paper's)",
     )
     group.add_argument(
         "--fit",
@@ -102,7 +217,9 @@ def method_names(value: str) -> list[str]:
     """Comma-separated method names, checked against the RDE methods."""
     from rdex.methods import METHODS
 
-    names = [v.strip() for v in value.split(",") if v.strip()]
+    names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    if not names:
+        raise ValueError(f"--method {value!r} names no method; choose from {', '.join(METHODS)}")
     for n in names:
         if n not in METHODS:
             raise ValueError(f"unknown method {n!r}; choose from {', '.join(METHODS)}")

@@ -152,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from rdex.report import write_report
 
-        path = write_report(args.out)
+        path = write_report(
+            args.out, log=lambda m: print(f"rdex report: warning: {m}", file=sys.stderr)
+        )
         print(
             f"report: {path} (open it in a browser, or run `rdex report {args.out}`)",
             file=sys.stderr,

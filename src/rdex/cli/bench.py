@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import os
 import sys
 from pathlib import Path
@@ -62,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--runs",
         default=None,
-        help="score recorded runs (*.pt from benchmarks/quality_runs.py) in this folder "
+        help="score recorded runs (*.pt from benchmarks/quality_runs.py, loaded with "
+        "weights_only=True: tensors and plain data only, never code) in this folder "
         "instead of running; the reference is paper-s0, the floor paper-s1",
     )
     add_model_args(p)
@@ -74,9 +75,30 @@ def _say(msg: str) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from rdex.io import atomic_write_text
+    from rdex.io import atomic_write_text, json_dumps
 
-    atomic_write_text(path, json.dumps(data, indent=1, default=str))
+    atomic_write_text(path, json_dumps(data, indent=1, default=str))
+
+
+def _load_run(path: Path) -> dict[str, Any]:
+    """A run record of ``benchmarks/quality_runs.py``, loaded without unpickling code.
+
+    ``weights_only=True`` lets torch rebuild only tensors and plain containers; a file that asks
+    for anything else (a crafted pickle that would run a command) is refused, never executed.
+    """
+    from rdex.io import read_regular_file
+
+    data = read_regular_file(path, limit=4 * 2**30)
+    try:
+        record = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{path}: not a run record rdex can load safely ({reason[:200]})"
+        ) from None
+    if not isinstance(record, dict) or "config" not in record or "masks" not in record:
+        raise ValueError(f"{path}: not a run record (a dict with config and masks)")
+    return record
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
@@ -158,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             files = sorted(folder.glob("*.pt"))
             if not files:
                 raise FileNotFoundError(f"no *.pt run records in {folder}")
-            records = {f.stem: torch.load(f, map_location="cpu", weights_only=False) for f in files}
+            records = {f.stem: _load_run(f) for f in files}
             first = next(iter(records.values()))
             if "size" in first and "image" in first:
                 image_name, image = resolve_image(first["image"], size=first["size"])

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import re
+import hashlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -58,13 +59,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def stem_for(name: str) -> str:
-    """A file-name stem for an image name or path."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem) or "image"
+    """A file-name stem for an image name or path (portable characters, bounded length)."""
+    from rdex.io import safe_stem
+
+    return safe_stem(Path(name).stem)
+
+
+def output_stems(specs: Sequence[str]) -> list[str]:
+    """One distinct file-name stem per image argument, the same on every run.
+
+    Images whose stems would clash (``a/good.png`` and ``b/good.png``, or ``good.png`` and
+    ``good.jpg``) get ``-`` and 8 hex digits of the SHA-256 of the argument appended, so no
+    explanation overwrites another of the same run.
+    """
+    stems = [stem_for(s) for s in specs]
+    counts: dict[str, int] = {}
+    for s in stems:
+        counts[s] = counts.get(s, 0) + 1
+    return [
+        f"{s}-{hashlib.sha256(spec.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+        if counts[s] > 1
+        else s
+        for s, spec in zip(stems, specs, strict=True)
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
     from rdex.images import load_batch
-    from rdex.io import save_result
+    from rdex.io import display_name, save_result
     from rdex.methods import METHODS
     from rdex.models import load_classifier, resolve_label
     from rdex.viz import explanation_figure, save_figure
@@ -73,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError("--batch-size must be at least 1")
     device = pick_device(args.device)
-    names, images = load_batch(args.images, size=args.size, fit=args.fit)
+    specs = list(dict.fromkeys(args.images))  # the same image twice is explained once
+    names, images = load_batch(specs, size=args.size, fit=args.fit)
+    stems = output_stems(specs)
     model = load_classifier(args.model, weights=args.weights).to(device)
     labels = model.labels
     target = (
@@ -89,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         for name, p in zip(names, probs, strict=True):
             top = p.topk(args.topk)
             print(
-                f"{name}: "
+                f"{display_name(name)}: "
                 + ", ".join(f"{labels[int(i)]} {v:.1%}" for v, i in zip(*top, strict=True))
             )
 
@@ -104,14 +128,30 @@ def run(args: argparse.Namespace) -> int:
         )
         for lo in range(0, len(names), args.batch_size):
             batch_names = names[lo : lo + args.batch_size]
+            shown = [display_name(n) for n in batch_names]
             x = images[lo : lo + args.batch_size].to(device)
             result = explainer.explain(
-                x, target=target, progress=not args.quiet, desc=f"{method} {', '.join(batch_names)}"
+                x, target=target, progress=not args.quiet, desc=f"{method} {', '.join(shown)}"
             )
             for i, name in enumerate(batch_names):
-                stem = f"{stem_for(name)}-{method}"
+                stem = f"{stems[lo + i]}-{method}"
                 _, record = save_result(
-                    result, out, stem, i, labels=labels, extra={"image": name, "model": args.model}
+                    result,
+                    out,
+                    stem,
+                    i,
+                    labels=labels,
+                    extra={
+                        "image": display_name(name),
+                        "model": args.model,
+                        # With "settings", what re-creates this result exactly.
+                        "options": {
+                            "weights": args.weights,
+                            "size": args.size,
+                            "fit": args.fit,
+                            "obfuscation": args.obfuscation,
+                        },
+                    },
                 )
                 fig = explanation_figure(
                     x.cpu(),
@@ -119,11 +159,11 @@ def run(args: argparse.Namespace) -> int:
                     i,
                     labels=labels,
                     true_label=true_label,
-                    title=f"{name} · {args.model}",
+                    title=f"{shown[i]} · {args.model}",
                 )
                 save_figure(fig, out / f"{stem}-figure.png", pdf=args.pdf)
                 print(
-                    f"{name} [{method}] explained {record['target_label']} "
+                    f"{shown[i]} [{method}] explained {record['target_label']} "
                     f"(p={record['target_prob']:.3f}) in {record['runtime_s']:.1f} s, "
                     f"distortion {record['final_distortion']:.4f} -> {out / (stem + '-figure.png')}"
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rdex.report import write_report
 
-    path = write_report(args.out, title=args.title)
+    path = write_report(
+        args.out,
+        title=args.title,
+        log=lambda m: print(f"rdex report: warning: {m}", file=sys.stderr),
+    )
     print(path)
     return 0

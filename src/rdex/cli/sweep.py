@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from rdex.cli._common import add_image_args, add_model_args, add_rde_args, pick_device, rde_config
+from rdex.cli._common import (
+    add_image_args,
+    add_model_args,
+    add_rde_args,
+    finite_float_value,
+    pick_device,
+    rde_config,
+)
 from rdex.cli.compare import add_label_args, add_output_args, stem, targets, true_labels
 
 #: Default values per swept parameter (Figure 7: lambda_k; Figure 8: obfuscations; Figure 9:
@@ -78,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     default_methods = "cartoonx,pixel-rde" if param == "lambda-k" else "cartoonx"
     methods = resolve_methods(args.methods or default_methods)
     values = _split(args.values or DEFAULT_VALUES[param])
+    if param == "lambda-k":
+        for v in [*values, *_split(args.pixel_values or DEFAULT_PIXEL_VALUES)]:
+            finite_float_value(v, "--values")
     per_method = {m: values for m in methods}
     if (
         param == "lambda-k"
