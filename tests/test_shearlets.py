@@ -208,3 +208,54 @@ def test_coefficients_tell_the_same_as_shearlab(name: str) -> None:
     # where in the image each filter responds
     corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(ours, theirs, strict=True)]
     assert np.median(corr) > 0.75 and min(corr) > 0.3
+
+
+# --- the spatial penalty of the core objective (RDEConfig.spatial_l1) --------------------------
+
+
+class _Indifferent(torch.nn.Module):
+    """A classifier whose output never changes: the distortion is 0 and only penalties act."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.0 * x.mean(dim=(1, 2, 3))[:, None].expand(-1, 3)
+
+
+def _half_black_image() -> torch.Tensor:
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    x[..., :, :8] = 0.0
+    return x
+
+
+def test_spatial_penalty_adds_the_mean_of_the_masked_grey_image_to_the_loss() -> None:
+    from rdex.rde import RDE, RDEConfig
+
+    x = _half_black_image()
+    base = RDEConfig(lambda_k=0.5, steps=1, samples=2, lr=0.01)
+    for weight in (0.0, 3.0):
+        result = RDE(_Indifferent(), Shearlet(scales=2), config=base.replace(spatial_l1=weight))
+        first = result.explain(x).history["loss"][0, 0]
+        # step 0 starts from the all-ones mask: the masked grey image is the grey image
+        expected = 0.5 + weight * float(x.mean(dim=1).mean())
+        assert float(first) == pytest.approx(expected, rel=1e-5)
+
+
+def test_spatial_penalty_removes_what_is_bright_and_keeps_what_is_black() -> None:
+    from rdex.rde import RDE, RDEConfig
+    from rdex.representations import Pixel
+
+    x = _half_black_image()
+    config = RDEConfig(lambda_k=0.0, steps=20, samples=2, lr=0.05)
+    plain = RDE(_Indifferent(), Pixel(), config=config).explain(x).mask[0]
+    assert torch.equal(plain, torch.ones_like(plain))  # nothing acts without the penalty
+    mask = RDE(_Indifferent(), Pixel(), config=config.replace(spatial_l1=1.0)).explain(x).mask[0]
+    assert torch.equal(mask[..., :8], torch.ones_like(mask[..., :8]))  # black: no cost to keep
+    assert float(mask[..., 8:].max()) < 0.5  # bright pixels cost: the mask lets them go
+
+
+def test_spatial_penalty_rejects_negative_weights() -> None:
+    from rdex.rde import RDEConfig
+
+    with pytest.raises(ValueError, match="spatial_l1"):
+        RDEConfig(spatial_l1=-1.0)
+    with pytest.raises(ValueError, match="spatial_l1"):
+        RDEConfig(spatial_l1=float("nan"))
