@@ -15,6 +15,7 @@ ShearletX setting) and at 128 px with 2 scales.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +260,78 @@ def test_spatial_penalty_rejects_negative_weights() -> None:
         RDEConfig(spatial_l1=-1.0)
     with pytest.raises(ValueError, match="spatial_l1"):
         RDEConfig(spatial_l1=float("nan"))
+
+
+# --- ShearletX and WaveletX presets, end to end -----------------------------------------------
+
+
+def test_presets_state_the_papers_objective() -> None:
+    from rdex.methods import METHODS, ShearletX, WaveletX
+    from rdex.obfuscations import UniformAdaptive
+    from rdex.representations import Wavelet
+
+    for cls, rep, lam, weight in ((ShearletX, Shearlet, 1.0, 2.0), (WaveletX, Wavelet, 2.0, 10.0)):
+        assert METHODS[cls.method] is cls
+        explainer = cls(_Indifferent())
+        cfg = explainer.config
+        assert isinstance(explainer.representation, rep)
+        assert isinstance(explainer.obfuscation, UniformAdaptive)
+        assert (cfg.lambda_k, cfg.spatial_l1, cfg.distortion) == (lam, weight, "max-label")
+        assert (cfg.steps, cfg.samples, cfg.lr, cfg.schedule) == (300, 16, 0.1, "constant")
+        # a user's weights win; a full config keeps its own; spatial_l1=0 switches it off
+        assert cls(_Indifferent(), lambda_k=5.0, spatial_l1=0.0).config.spatial_l1 == 0.0
+        fast = cls(_Indifferent(), preset="fast", lambda_k=5.0).config
+        assert (fast.steps, fast.lambda_k, fast.spatial_l1) == (400, 5.0, weight)
+        own = cls(_Indifferent(), config=cfg.replace(lambda_k=3.0, spatial_l1=4.0)).config
+        assert (own.lambda_k, own.spatial_l1) == (3.0, 4.0)
+
+
+@pytest.mark.parametrize("method", ["shearletx", "waveletx"])
+def test_the_spatial_penalty_darkens_the_explanation(method: str) -> None:
+    from rdex.methods import METHODS
+    from tiny_models import colour_classifier
+
+    model = colour_classifier()
+    x = sample_image("chelsea", size=32)[None]
+    cls = METHODS[method]
+    kwargs = {"preset": "preview", "steps": 15, "samples": 4}
+    without = cls(model, spatial_l1=0.0, **kwargs).explain(x)
+    with_penalty = cls(model, **kwargs).explain(x)
+    assert float(with_penalty.explanation.mean()) < float(without.explanation.mean())
+    assert with_penalty.mask_flat.shape == without.mask_flat.shape
+    assert float(with_penalty.mask_flat.min()) >= 0.0 and float(with_penalty.mask_flat.max()) <= 1
+
+
+def test_cli_explains_with_shearletx_and_waveletx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from rdex.cli import main
+    from rdex.images import load_image
+    from rdex.methods import ShearletX
+    from rdex.models import load_classifier
+    from rdex.rde import preset
+    from tiny_models import make_image
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # tests.tiny_models
+    image = make_image(tmp_path / "red.png", "red")
+    out = tmp_path / "out"
+    args = ["explain", str(image), "--model", "tests.tiny_models:colour_net", "--size", "32"]
+    args += ["--method", "shearletx,waveletx", "--preset", "preview", "--steps", "4"]
+    args += ["--samples", "2", "--out", str(out), "--quiet", "--obfuscation", "uniform"]
+    assert main(args) == 0
+    for method, weight in (("shearletx", 2.0), ("waveletx", 10.0)):
+        for suffix in ("-figure.png", ".png", ".npz", ".json"):
+            assert (out / f"red-{method}{suffix}").stat().st_size > 0
+        record = json.loads((out / f"red-{method}.json").read_text())
+        assert record["method"] == method
+        assert record["settings"]["spatial_l1"] == weight
+        assert record["settings"]["distortion"] == "max-label"
+    # the saved ShearletX mask is the library's for the same settings
+    model = load_classifier("tests.tiny_models:colour_net")
+    x = load_image(image, size=32)[None]
+    config = preset("preview", steps=4, samples=2, lambda_k=ShearletX.default_lambda_k)
+    direct = ShearletX(model, config=config).explain(x)
+    saved = np.load(out / "red-shearletx.npz")
+    np.testing.assert_allclose(saved["mask_flat"], direct.mask_flat[0].numpy(), atol=1e-5)
