@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -192,6 +193,37 @@ def shearlet_system(
     return system
 
 
+class _Synthesis(torch.autograd.Function):
+    """``x = sum_i psi_i * c_i`` with its adjoint, the analysis, as the backward pass.
+
+    The frame is Parseval with real, point-symmetric filters, so the adjoint of the synthesis is
+    the analysis: the gradient of the coefficients is ``encode(grad_x)``. That costs one real FFT
+    per image and one inverse real FFT per coefficient image, where autograd through ``rfft2``
+    would take a full complex FFT per coefficient image (about half of a ShearletX step on CPU).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, size: tuple[int, int], filters: tuple[Tensor, ...], low: Tensor, *rest: Tensor
+    ) -> Tensor:
+        ctx.size, ctx.filters = size, filters
+        spectrum = torch.fft.rfft2(low) * filters[0][0]
+        for band, bank in zip(rest, filters[1:], strict=True):
+            spectrum = spectrum + (torch.fft.rfft2(band) * bank).sum(dim=2)
+        return torch.fft.irfft2(spectrum, s=size)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        spectrum = torch.fft.rfft2(grad).unsqueeze(2)
+        grads = [
+            torch.fft.irfft2(spectrum * bank, s=ctx.size) if needed else None
+            for bank, needed in zip(ctx.filters, ctx.needs_input_grad[2:], strict=True)
+        ]
+        if grads[0] is not None:
+            grads[0] = grads[0].squeeze(2)
+        return (None, None, *grads)
+
+
 class Shearlet(Representation):
     """Digital shearlet transform of images, the representation of ShearletX.
 
@@ -250,11 +282,13 @@ class Shearlet(Representation):
         height, width = shape[-2], shape[-1]
         low = bands[0]
         system = self.system(height, width, low)
-        coeffs = torch.cat([low.unsqueeze(2), *bands[1:]], dim=2)
-        if coeffs.shape[2] != system.count:
-            raise ValueError(f"{coeffs.shape[2]} shearlet coefficients for {system.count} filters")
-        spectrum = (torch.fft.rfft2(coeffs) * system.filters).sum(dim=2)
-        return torch.fft.irfft2(spectrum, s=(height, width))
+        sizes = [b.shape[2] for b in bands[1:]]
+        if len(bands) != len(system.scale_sizes) + 1 or tuple(sizes) != system.scale_sizes:
+            raise ValueError(
+                f"bands with {sizes} directions for a system with {system.scale_sizes}"
+            )
+        filters = system.filters.split([1, *system.scale_sizes])
+        return _Synthesis.apply((height, width), filters, low, *bands[1:])
 
     def band_names(self, bands: Sequence[Tensor]) -> list[str]:
         return ["low-pass"] + [f"shearlets scale {j + 1}" for j in range(len(bands) - 1)]
