@@ -217,16 +217,16 @@ class _Synthesis(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        needed = ctx.needs_input_grad[2:]
-        parts: list[list[Tensor]] = [[] for _ in ctx.filters]
-        for rows in _row_chunks(grad):
-            spectrum = torch.fft.rfft2(grad[rows]).unsqueeze(2)
-            for part, bank, need in zip(parts, ctx.filters, needed, strict=True):
-                if need:
-                    part.append(torch.fft.irfft2(spectrum * bank, s=ctx.size))
+        rows, channels = grad.shape[:2]
         grads = [
-            (torch.cat(part) if len(part) > 1 else part[0]) if part else None for part in parts
+            grad.new_empty(rows, channels, bank.shape[0], *ctx.size) if need else None
+            for bank, need in zip(ctx.filters, ctx.needs_input_grad[2:], strict=True)
         ]
+        for chunk in _row_chunks(grad):
+            spectrum = torch.fft.rfft2(grad[chunk]).unsqueeze(2)
+            for out, bank in zip(grads, ctx.filters, strict=True):
+                if out is not None:
+                    torch.fft.irfft2(spectrum * bank, s=ctx.size, out=out[chunk])
         if grads[0] is not None:
             grads[0] = grads[0].squeeze(2)
         return (None, None, *grads)
