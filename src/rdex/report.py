@@ -31,7 +31,12 @@ from rdex.io import atomic_write_text, display_name
 __all__ = ["METHOD_TITLES", "ImageCard", "collect_cards", "render_report", "write_report"]
 
 #: Display names of the methods.
-METHOD_TITLES = {"cartoonx": "CartoonX", "pixel-rde": "Pixel RDE"}
+METHOD_TITLES = {
+    "cartoonx": "CartoonX",
+    "pixel-rde": "Pixel RDE",
+    "shearletx": "ShearletX",
+    "waveletx": "WaveletX",
+}
 
 REPORT_NAME = "index.html"
 

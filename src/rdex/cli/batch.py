@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="cartoonx",
-        help="cartoonx, pixel-rde, or both comma-separated (default cartoonx)",
+        help="cartoonx, pixel-rde, shearletx, waveletx, or several comma-separated (default cartoonx)",
     )
     p.add_argument(
         "--target",

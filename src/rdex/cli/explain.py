@@ -23,7 +23,7 @@ from rdex.cli._common import (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain",
-        help="explain images with CartoonX or Pixel RDE",
+        help="explain images with CartoonX, Pixel RDE, ShearletX or WaveletX",
         description="Explain each IMAGE (a file or a bundled sample name: chelsea, coffee, astronaut, "
         "rocket, sky). Writes per image and method: a figure, the explanation PNG, the mask and "
         "history as .npz, and a JSON record.",
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="cartoonx",
-        help="cartoonx, pixel-rde, or both comma-separated (default cartoonx)",
+        help="cartoonx, pixel-rde, shearletx, waveletx, or several comma-separated (default cartoonx)",
     )
     p.add_argument(
         "--target",

@@ -7,6 +7,8 @@ from torch import nn
 from rdex.methods._preset import MethodPreset
 from rdex.methods.cartoonx import CartoonX
 from rdex.methods.pixel_rde import PixelRDE
+from rdex.methods.shearletx import ShearletX
+from rdex.methods.waveletx import WaveletX
 
 
 class MethodClass(Protocol):
@@ -19,6 +21,19 @@ class MethodClass(Protocol):
 
 
 #: CLI names of the RDE methods.
-METHODS: dict[str, MethodClass] = {"cartoonx": CartoonX, "pixel-rde": PixelRDE}
+METHODS: dict[str, MethodClass] = {
+    "cartoonx": CartoonX,
+    "pixel-rde": PixelRDE,
+    "shearletx": ShearletX,
+    "waveletx": WaveletX,
+}
 
-__all__ = ["CartoonX", "PixelRDE", "METHODS", "MethodClass", "MethodPreset"]
+__all__ = [
+    "CartoonX",
+    "PixelRDE",
+    "ShearletX",
+    "WaveletX",
+    "METHODS",
+    "MethodClass",
+    "MethodPreset",
+]
