@@ -275,6 +275,19 @@ def frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def _warm_start(masks: list[Tensor], init_mask: Sequence[Tensor]) -> None:
+    """Copy a starting mask into the optimiser's masks, checking bands, shapes and values."""
+    if len(init_mask) != len(masks):
+        raise ValueError(f"init_mask has {len(init_mask)} bands, the representation {len(masks)}")
+    with torch.no_grad():
+        for m, s in zip(masks, init_mask, strict=True):
+            if tuple(s.shape) != tuple(m.shape):
+                raise ValueError(f"init_mask band of shape {tuple(s.shape)}, need {tuple(m.shape)}")
+            if not bool(((s >= 0) & (s <= 1)).all()):
+                raise ValueError("init_mask values must lie in [0, 1] (and not be NaN)")
+            m.copy_(s)
+
+
 class RDE:
     """Rate-distortion explanation over any representation, obfuscation and distortion.
 
@@ -373,6 +386,7 @@ class RDE:
         reference_output: Tensor | None = None,
         progress: bool = False,
         desc: str | None = None,
+        init_mask: Sequence[Tensor] | None = None,
     ) -> RDEResult:
         """Optimise the RDE mask for a batch of inputs.
 
@@ -384,6 +398,9 @@ class RDE:
                 of ``Phi(x)`` (appendix A.4 uses another image's output).
             progress: Show a progress bar with the current loss.
             desc: Label of the progress bar.
+            init_mask: Starting mask per band (shapes as :attr:`RDEResult.mask`, values in
+                ``[0, 1]``) instead of ``config.init`` everywhere: a warm start from an earlier
+                result's ``mask`` (used by :func:`rdex.calibrate.calibrate`).
 
         Returns:
             An :class:`RDEResult`.
@@ -399,7 +416,7 @@ class RDE:
         with frozen(self.model):
             self._run_model = self._model_runner(x)
             try:
-                return self._optimise(x, target, reference_output, progress, desc)
+                return self._optimise(x, target, reference_output, progress, desc, init_mask)
             finally:
                 self._run_model = self.model
 
@@ -410,6 +427,7 @@ class RDE:
         reference_output: Tensor | None,
         progress: bool,
         desc: str | None,
+        init_mask: Sequence[Tensor] | None = None,
     ) -> RDEResult:
         cfg = self.config
         rep = self.representation
@@ -433,6 +451,8 @@ class RDE:
             ).requires_grad_(True)
             for b in bands
         ]
+        if init_mask is not None:
+            _warm_start(masks, init_mask)
         k = sum(m[0].numel() for m in masks)
         optimizer = torch.optim.Adam(masks, lr=cfg.lr)
         samples = 1 if self.obfuscation.deterministic else cfg.samples
