@@ -118,7 +118,7 @@ def result_record(
         "final_loss": float(r.history["loss"][-1, 0]) if r.config.steps else None,
         "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
         "runtime_s": r.runtime_s / max(len(result), 1),
-    }
+    } | ({"calibration": r.extra["calibration"]} if "calibration" in r.extra else {})
 
 
 def save_result(
