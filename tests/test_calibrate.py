@@ -44,7 +44,7 @@ def test_keep_probability_search_lands_within_tolerance(name: str) -> None:
     assert float(again[0]) == pytest.approx(cal.value, abs=1e-6)
     assert cal.result.config.lambda_k == cal.lambda_k
     assert explainer.config.lambda_k == METHODS[name].default_lambda_k  # the caller's is kept
-    assert [r.start for r in cal.runs] == ["ones"] + ["warm"] * (len(cal.runs) - 1)
+    assert cal.runs[0].warm_from is None
     assert cal.runs[0].lambda_k == METHODS[name].default_lambda_k
     assert cal.result.extra["calibration"]["trace"][-1]["lambda_k"] == cal.runs[-1].lambda_k
 
@@ -91,11 +91,13 @@ def test_search_bisects_on_the_log_scale_and_warm_starts() -> None:
     lams = [r.lambda_k for r in cal.runs]
     assert len(lams) == 6 and cal.stop.startswith("max_runs")
     # Bracketing steps by the factor 10, then each new lambda_k is the geometric mean of the
-    # closest lambda_k on either side of the target seen so far.
+    # closest lambda_k on either side of the target seen so far. Each run starts from the mask
+    # of the run with the largest lambda_k that kept more than the target, if any.
     for j in range(1, len(lams)):
         seen = cal.runs[:j]
         above = [r.lambda_k for r in seen if r.value > 0.9]
         below = [r.lambda_k for r in seen if r.value <= 0.9]
+        assert cal.runs[j].warm_from == (max(above) if above else None)
         if above and below:
             assert lams[j] == pytest.approx(math.sqrt(max(above) * min(below)))
         else:
@@ -106,14 +108,14 @@ def test_search_bisects_on_the_log_scale_and_warm_starts() -> None:
     [first] = calibrate(explainer, red_image(), keep_probability=0.9, tolerance=1e-4, max_runs=1)
     assert torch.equal(first.result.mask_flat, explainer.explain(red_image()).mask_flat)
     chosen = next(r for r in cal.runs if r.lambda_k == cal.lambda_k)
-    assert chosen.start == "warm"
+    assert chosen.warm_from is not None
     cold = PixelRDE(model, lambda_k=cal.lambda_k, **SETTINGS).explain(red_image())  # type: ignore[arg-type]
     assert not torch.equal(cold.mask_flat, cal.result.mask_flat)
     # Without warm starts every run is a plain run from ones.
     [plain] = calibrate(
         explainer, red_image(), keep_probability=0.9, tolerance=1e-4, max_runs=6, warm_start=False
     )
-    assert [r.start for r in plain.runs] == ["ones"] * 6
+    assert [r.warm_from for r in plain.runs] == [None] * 6
     cold = PixelRDE(model, lambda_k=plain.lambda_k, **SETTINGS).explain(red_image())  # type: ignore[arg-type]
     assert torch.equal(cold.mask_flat, plain.result.mask_flat)
 
