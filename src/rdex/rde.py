@@ -316,6 +316,22 @@ def frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def _warm_start(masks: list[list[Tensor]], init_mask: Sequence[Tensor]) -> None:
+    """Copy a starting mask into the optimiser's per-image masks, checking bands, shapes, values."""
+    bands = len(masks[0])
+    if len(init_mask) != bands:
+        raise ValueError(f"init_mask has {len(init_mask)} bands, the representation {bands}")
+    with torch.no_grad():
+        for j, s in enumerate(init_mask):
+            need = (len(masks), *masks[0][j].shape[1:])
+            if tuple(s.shape) != need:
+                raise ValueError(f"init_mask band of shape {tuple(s.shape)}, need {need}")
+            if not bool(((s >= 0) & (s <= 1)).all()):
+                raise ValueError("init_mask values must lie in [0, 1] (and not be NaN)")
+            for i, image in enumerate(masks):
+                image[j].copy_(s[i : i + 1])
+
+
 class RDE:
     """Rate-distortion explanation over any representation, obfuscation and distortion.
 
@@ -418,6 +434,7 @@ class RDE:
         reference_output: Tensor | None = None,
         progress: bool = False,
         desc: str | None = None,
+        init_mask: Sequence[Tensor] | None = None,
     ) -> RDEResult:
         """Optimise the RDE mask for a batch of inputs.
 
@@ -432,6 +449,9 @@ class RDE:
                 of ``Phi(x)`` (appendix A.4 uses another image's output).
             progress: Show a progress bar with the current loss.
             desc: Label of the progress bar.
+            init_mask: Starting mask per band (shapes as :attr:`RDEResult.mask`, values in
+                ``[0, 1]``) instead of ``config.init`` everywhere: a warm start from an earlier
+                result's ``mask`` (used by :func:`rdex.calibrate.calibrate`).
 
         Returns:
             An :class:`RDEResult`.
@@ -463,7 +483,7 @@ class RDE:
                     f"the model failed on inputs of shape {tuple(x.shape)}: {exc}"
                 ) from exc
             try:
-                return self._optimise(x, probs, target, reference_output, progress, desc)
+                return self._optimise(x, probs, target, reference_output, progress, desc, init_mask)
             finally:
                 self._run_model = self.model
 
@@ -488,6 +508,7 @@ class RDE:
         reference_output: Tensor | None,
         progress: bool,
         desc: str | None,
+        init_mask: Sequence[Tensor] | None = None,
     ) -> RDEResult:
         cfg = self.config
         rep = self.representation
@@ -536,6 +557,8 @@ class RDE:
             ]
             for i in range(batch)
         ]
+        if init_mask is not None:
+            _warm_start(masks, init_mask)
         k = sum(m.numel() for m in masks[0])
         optimizer = torch.optim.Adam([m for image in masks for m in image], lr=cfg.lr)
         samples = 1 if self.obfuscation.deterministic else cfg.samples

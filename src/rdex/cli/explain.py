@@ -55,6 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_image_args(p)
     add_rde_args(p)
+    goal = p.add_argument_group("lambda_k from a target (rdex.calibrate; refuses --lambda-k)")
+    goal = goal.add_mutually_exclusive_group()
+    goal.add_argument("--keep-probability", type=float, default=None, metavar="P",
+                      help="search lambda_k per image so the explanation keeps P of the label's "
+                      "probability under the method's obfuscation (e.g. 0.9)")  # fmt: skip
+    goal.add_argument("--sparsity", type=float, default=None, metavar="S",
+                      help="search lambda_k per image so a share S of mask entries is > 0.5")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -94,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
     methods = method_names(args.method)
     if args.batch_size < 1:
         raise ValueError("--batch-size must be at least 1")
+    calibrating = args.keep_probability is not None or args.sparsity is not None
+    if calibrating and args.lambda_k is not None:
+        raise ValueError("--lambda-k fixes lambda_k, --keep-probability/--sparsity search for it")
+    if calibrating:
+        args.batch_size = 1  # the search is per image
     device = pick_device(args.device)
     specs = list(dict.fromkeys(args.images))  # the same image twice is explained once
     names, images = load_batch(specs, size=args.size, fit=args.fit)
@@ -121,8 +133,15 @@ def run(args: argparse.Namespace) -> int:
         cls = METHODS[method]
         config = rde_config(args, lambda_k=cls.default_lambda_k)
         explainer = cls(model, config=config, obfuscation=args.obfuscation)
+        if calibrating:
+            from rdex.calibrate import Calibrated
+
+            explainer = Calibrated(  # type: ignore[assignment]
+                explainer, keep_probability=args.keep_probability, sparsity=args.sparsity
+            )
         print(
-            f"{method}: preset {args.preset}, lambda_k={config.lambda_k:g}, steps={config.steps}, "
+            f"{method}: preset {args.preset}, lambda_k="
+            f"{'searched from ' if calibrating else ''}{config.lambda_k:g}, steps={config.steps}, "
             f"samples={config.samples}, lr={config.lr:g} ({config.schedule}), device {device}",
             file=sys.stderr,
         )

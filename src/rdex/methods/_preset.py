@@ -70,11 +70,17 @@ class MethodPreset(RDE):
         reference_output: Tensor | None = None,
         progress: bool = False,
         desc: str | None = None,
+        init_mask: Sequence[Tensor] | None = None,
     ) -> RDEResult:
         """Explain images ``(B, C, H, W)`` or one image ``(C, H, W)``; see :meth:`RDE.explain`."""
         x = check_images(x)
         return super().explain(
-            x, target=target, reference_output=reference_output, progress=progress, desc=desc
+            x,
+            target=target,
+            reference_output=reference_output,
+            progress=progress,
+            desc=desc,
+            init_mask=init_mask,
         )
 
     def __call__(self, x: Tensor, *, target: Any = None) -> Tensor:
