@@ -23,8 +23,6 @@ FAST = ["--size", "32", "--steps", "2", "--samples", "2", "--quiet"]
 # Figures show the explanation picture: Adam's first steps have the same size whatever the
 # gradient's scale, so a few more steps let lambda and the obfuscation show in the pixels.
 FIG = ["--size", "32", "--steps", "30", "--samples", "2", "--quiet"]
-# --distortion is ignored on this branch (issue 11 item 1, fixed on trust-core in methods/_preset.py).
-DISTORTION_BUG = pytest.mark.xfail(strict=True, reason="fixed on trust-core")
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +68,7 @@ EXPLAIN_CASES = [
     pytest.param(["--schedule", "constant"], id="schedule"),
     pytest.param(["--target", "2"], id="target"),
     pytest.param(["--method", "pixel-rde"], id="method"),
-    pytest.param(["--distortion", "kl"], id="distortion", marks=DISTORTION_BUG),
+    pytest.param(["--distortion", "kl"], id="distortion"),
 ]
 
 
@@ -141,7 +139,7 @@ BATCH_CASES = [
     pytest.param(["--preset", "paper"], id="preset"),
     pytest.param(["--target", "1"], id="target"),
     pytest.param(["--method", "pixel-rde"], id="method"),
-    pytest.param(["--distortion", "kl"], id="distortion", marks=DISTORTION_BUG),
+    pytest.param(["--distortion", "kl"], id="distortion"),
 ]
 
 
@@ -195,7 +193,7 @@ COMPARE_CASES = [
     pytest.param(["--size", "40"], id="size"),
     pytest.param(["--preset", "paper"], id="preset"),
     pytest.param(["--methods", "cartoonx,pixel-rde"], id="methods"),
-    pytest.param(["--distortion", "kl"], id="distortion", marks=DISTORTION_BUG),
+    pytest.param(["--distortion", "kl"], id="distortion"),
 ]
 
 
