@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from rdex.experiments import (
     run_experiment,
     write_report,
 )
+from rdex.rde import PRESETS, preset
 
 TINY = Settings(
     model="tiny", size=32, preset="preview", steps=2, samples=2, images=("chelsea", "coffee"),
@@ -113,6 +115,121 @@ def test_report_states_verdicts(tmp_path: Path) -> None:
     assert "| sensitivity | B holds. | **did not hold** |" in text
     assert "2 steps, L = 2" in text and "32 x 32 px" in text
     assert "![sensitivity](sensitivity/sensitivity.png)" in text
+
+
+def test_report_states_undecided_and_reads_back_its_schedule(tmp_path: Path) -> None:
+    from rdex.experiments import stated_settings
+
+    result = ExperimentResult(
+        name="sensitivity",
+        title="Sensitivity",
+        claims=[Claim("C holds.", None, "undecided: within the floor")],
+        settings=Settings(preset="fast", size=32).describe(),
+    )
+    (tmp_path / "sensitivity").mkdir()
+    (tmp_path / "sensitivity" / "summary.json").write_text(result.to_json())
+    text = write_report(tmp_path).read_text()
+    assert "| sensitivity | C holds. | **undecided** |" in text
+    assert "- C holds. → **undecided**: undecided: within the floor." in text
+    fast = PRESETS["fast"]
+    assert stated_settings(text) == {
+        "preset": "fast", "steps": fast["steps"], "samples": fast["samples"], "lr": fast["lr"],
+        "schedule": fast["schedule"], "lr_final": fast["lr_final"],
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="RDE schedule"):
+        stated_settings("# a report without settings\n")
+
+
+def test_committed_report_states_the_code_presets() -> None:
+    """experiments/REPORT.md must be regenerated when a preset it used changes (or disappears)."""
+    from rdex.experiments import stated_settings
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    stated = stated_settings((root / "REPORT.md").read_text())
+    assert stated["preset"] in PRESETS, (
+        f"REPORT.md uses preset {stated['preset']!r}, gone from PRESETS"
+    )
+    code = preset(stated["preset"])
+    now = {
+        "preset": stated["preset"], "steps": code.steps, "samples": code.samples, "lr": code.lr,
+        "schedule": code.schedule, "lr_final": code.lr_final if code.schedule == "cosine" else None,
+    }  # fmt: skip
+    assert stated == now, "experiments/REPORT.md is stale: rerun `rdex experiment all`"
+    # Every committed summary was measured with those settings (no mix of old and new runs).
+    for summary in sorted(root.glob("*/summary.json")):
+        s = json.loads(summary.read_text())["settings"]
+        assert (s["preset"], s["effective_steps"], s["effective_samples"], s["lr"]) == (
+            stated["preset"], code.steps, code.samples, code.lr,
+        ), summary  # fmt: skip
+
+
+def test_obfuscation_claim_is_decided_by_rate_distortion_with_the_seed_floor() -> None:
+    from rdex.experiments.sensitivity import obfuscation_verdict
+
+    # The stale report's numbers: Gaussian 0.029 vs zeros 0.512 (it lost a vote of 8 metrics).
+    assert obfuscation_verdict(0.029, 0.512, floor=0.05)[0] is True
+    assert obfuscation_verdict(0.512, 0.029, floor=0.05)[0] is False
+    held, reason = obfuscation_verdict(0.30, 0.33, floor=0.05)
+    assert held is None and "within the two-seed floor" in reason
+
+
+def test_distortion_claim_is_undecided_when_a_known_difference_is_within_the_floor() -> None:
+    from rdex.experiments.sensitivity import distortion_verdict
+
+    # The stale report: pairs 0.800-0.855, two seeds 0.789, lambda 20 vs 40 about 0.81.
+    held, reason = distortion_verdict([0.855, 0.822, 0.800], floor=0.789, different=0.808)
+    assert held is None and "cannot tell" in reason
+    # A seed floor well above a known difference: pairs within it are "the same".
+    assert distortion_verdict([0.93, 0.95], floor=0.95, different=0.70)[0] is True
+    # A pair further apart than two seeds: different, whatever the resolution.
+    assert distortion_verdict([0.60, 0.95], floor=0.95, different=0.90)[0] is False
+
+
+def _words(reason: str) -> str:
+    """The start of a verdict's reason, up to its first number (the CSV rounds numbers)."""
+    return re.split(r"[0-9]", reason, maxsplit=1)[0]
+
+
+def test_sensitivity_verdicts_follow_the_measured_numbers(tmp_path: Path) -> None:
+    from rdex.experiments.sensitivity import distortion_verdict, obfuscation_verdict
+
+    result = run_experiment("sensitivity", Context(TINY, tmp_path, model=tiny()))
+    claims = {c.text.split(" (")[0]: c for c in result.claims}
+    rows = list(csv.DictReader((tmp_path / "sensitivity" / "obfuscation.csv").open()))
+    rd = {r["obfuscation"]: float(r["rd_auc"]) for r in rows}
+    assert set(rd) == {"gaussian", "zeros", "gaussian, seed+1"}
+    expected = obfuscation_verdict(
+        rd["gaussian"], rd["zeros"], abs(rd["gaussian"] - rd["gaussian, seed+1"])
+    )
+    obf = claims["Adaptive Gaussian noise gives better explanations than the zero baseline"]
+    assert obf.held is expected[0] and _words(expected[1]) in obf.evidence
+    dist = {
+        r["pair"]: float(r["ssim_picture"])
+        for r in csv.DictReader((tmp_path / "sensitivity" / "distortion.csv").open())
+    }
+    lam = [
+        r
+        for r in csv.DictReader((tmp_path / "sensitivity" / "lambda.csv").open())
+        if r["method"] == "cartoonx" and r["pair"] == "20->40"
+    ]
+    expected = distortion_verdict(
+        [v for k, v in dist.items() if "kl" not in k and "seed" not in k],
+        dist["label, seed vs seed+1"],
+        float(lam[0]["ssim_picture"]),
+    )
+    dist_claim = claims["The distortions give nearly the same CartoonX"]
+    assert dist_claim.held is expected[0] and _words(expected[1]) in dist_claim.evidence
+
+
+def test_report_does_not_reuse_a_summary_of_other_settings(tmp_path: Path) -> None:
+    run_experiment("runtime", Context(TINY, tmp_path, model=tiny()))
+    model = Counting(tiny())
+    run_all(Context(TINY, tmp_path, model=model), ["runtime"], reuse=True)
+    assert model.seen == 0  # same settings: reused
+    other = Settings(**{**TINY.__dict__, "steps": 3})
+    run_all(Context(other, tmp_path, model=model), ["runtime"], reuse=True)
+    assert model.seen > 0  # a saved run of 2 steps is no result of 3 steps
+    assert "= 3 steps" in (tmp_path / "REPORT.md").read_text()
 
 
 def test_unknown_experiment(tmp_path: Path) -> None:

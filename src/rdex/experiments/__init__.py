@@ -8,7 +8,7 @@ not held by the measured numbers.
 Example::
 
     from rdex.experiments import Context, Settings, run_all
-    ctx = Context(Settings(size=128, preset="preview"), "experiments", progress=True)
+    ctx = Context(Settings(size=128, preset="fast"), "experiments", progress=True)
     run_all(ctx)          # all experiments, then experiments/REPORT.md
 
 References:
@@ -18,9 +18,12 @@ References:
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rdex.experiments import artifacts, runtime, sensitivity, smoothness
 from rdex.experiments._core import Claim, Context, ExperimentResult, Settings, machine
@@ -36,6 +39,7 @@ __all__ = [
     "run_all",
     "load_summary",
     "write_report",
+    "stated_settings",
 ]
 
 #: Experiment name -> function running it on a :class:`Context`.
@@ -78,15 +82,24 @@ def run_all(
         reuse: Keep experiments whose ``summary.json`` exists instead of running them again.
     """
     results = []
+    wanted = _jsonable(ctx.settings.describe())
     for name in names or list(EXPERIMENTS):
         saved = load_summary(ctx.out, name) if reuse else None
+        # A summary measured with other settings is not reused: the report states one setting.
+        if saved is not None and saved.settings != wanted:
+            saved = None
         results.append(saved if saved is not None else run_experiment(name, ctx))
     write_report(ctx.out)
     return results
 
 
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
 def _verdict(held: bool | None) -> str:
-    return {True: "**held**", False: "**did not hold**", None: "undecided"}[held]
+    return {True: "**held**", False: "**did not hold**", None: "**undecided**"}[held]
 
 
 def write_report(out: str | Path, *, command: str | None = None) -> Path:
@@ -98,6 +111,7 @@ def write_report(out: str | Path, *, command: str | None = None) -> Path:
             f"no experiment summaries under {out}; run `rdex experiment all` first"
         )
     settings = results[0].settings
+    mixed = [r.name for r in results if r.settings != settings]
     lines = [
         "# rdex: the paper's claims, measured",
         "",
@@ -120,9 +134,22 @@ def write_report(out: str | Path, *, command: str | None = None) -> Path:
         f"{settings.get('eval_steps')} deletion/insertion steps",
         f"- machine: {machine()}",
         "",
+        *(
+            [
+                f"- **other settings**: {', '.join(mixed)} ran with settings that differ from these "
+                "(see their `summary.json`)",
+            ]
+            if mixed
+            else []
+        ),
+        "",
         "Because of the short schedule and the small images, these runs test the claims at a cheaper "
         "operating point than the paper's; a claim that fails here may still hold at the paper's "
         "settings (rerun with `--preset paper --size 256`).",
+        "",
+        "Verdicts: **held** and **did not hold** when the measured difference is larger than the "
+        "test's margin or noise floor (stated with each claim); **undecided** when it is not, so "
+        "that the test cannot tell the two outcomes apart (the reason is given with the claim).",
         "",
         "## Claims at a glance",
         "",
@@ -145,3 +172,34 @@ def write_report(out: str | Path, *, command: str | None = None) -> Path:
     path = out / "REPORT.md"
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
+
+
+#: The schedule line of ``REPORT.md`` (written by :func:`write_report`, read by
+#: :func:`stated_settings`).
+_SCHEDULE_LINE = re.compile(
+    r"^- RDE schedule: preset `(?P<preset>[^`]+)` = (?P<steps>\d+) steps, L = (?P<samples>\d+) "
+    r"noise samples, Adam lr (?P<lr>[0-9.eE+-]+) \((?P<schedule>\w+)"
+    r"(?: down to (?P<lr_final>[0-9.eE+-]+))?\)",
+    re.MULTILINE,
+)
+
+
+def stated_settings(report: str) -> dict[str, Any]:
+    """The RDE schedule a ``REPORT.md`` states: preset, steps, samples, lr, schedule, lr_final.
+
+    Lets a test compare the committed report with :data:`rdex.rde.PRESETS` without running it.
+
+    Raises:
+        ValueError: The text has no schedule line.
+    """
+    m = _SCHEDULE_LINE.search(report)
+    if m is None:
+        raise ValueError("no '- RDE schedule: preset ...' line in the report")
+    return {
+        "preset": m["preset"],
+        "steps": int(m["steps"]),
+        "samples": int(m["samples"]),
+        "lr": float(m["lr"]),
+        "schedule": m["schedule"],
+        "lr_final": None if m["lr_final"] is None else float(m["lr_final"]),
+    }

@@ -139,9 +139,10 @@ def run(ctx: Context) -> ExperimentResult:
         claims.append(
             Claim(
                 text,
-                wins > len(names) / 2,
+                None if 2 * wins == len(names) else wins > len(names) / 2,
                 f"{metric}: CartoonX {fmt(c)}, Pixel RDE {fmt(p)} (mean over {len(names)} images); "
-                f"CartoonX better on {wins} of {len(names)} images",
+                f"CartoonX better on {wins} of {len(names)} images (held on a majority, undecided "
+                "on a tie)",
             )
         )
     md = (
