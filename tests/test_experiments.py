@@ -163,6 +163,17 @@ def test_committed_report_states_the_code_presets() -> None:
         ), summary  # fmt: skip
 
 
+def test_experiment_command_defaults_to_the_committed_reports_settings() -> None:
+    """A plain `rdex experiment report` must not rerun the claims with other settings."""
+    from rdex.cli import build_parser
+    from rdex.experiments import stated_settings
+
+    report = (Path(__file__).resolve().parents[1] / "experiments" / "REPORT.md").read_text()
+    args = build_parser().parse_args(["experiment", "report"])
+    assert args.preset == stated_settings(report)["preset"]
+    assert f"images {args.size} x {args.size} px" in report
+
+
 def test_obfuscation_claim_is_decided_by_rate_distortion_with_the_seed_floor() -> None:
     from rdex.experiments.sensitivity import obfuscation_verdict
 

@@ -31,8 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--preset",
-        default="preview",
-        help="RDE schedule: preview (default, seconds per image), fast, or paper (A.2: 2000 steps, L=64)",
+        default="fast",
+        help="RDE schedule: fast (default, the committed experiments/REPORT.md), preview (a first "
+        "look), or paper (A.2: 2000 steps, L=64)",
     )
     p.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     p.add_argument(
