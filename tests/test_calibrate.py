@@ -93,7 +93,9 @@ def test_keep_probability_is_the_label_probability_under_the_obfuscation() -> No
 def test_search_bisects_on_the_log_scale_and_warm_starts() -> None:
     model = colour_classifier()
     explainer = PixelRDE(model, **SETTINGS)
-    [cal] = calibrate(explainer, red_image(), keep_probability=0.9, tolerance=1e-4, max_runs=6)
+    [cal] = calibrate(
+        explainer, red_image(), keep_probability=0.9, tolerance=1e-4, max_runs=6, warm_start=True
+    )
     lams = [r.lambda_k for r in cal.runs]
     assert len(lams) == 6 and cal.stop.startswith("max_runs")
     # Bracketing steps by the factor 10, then each new lambda_k is the geometric mean of the
@@ -109,7 +111,7 @@ def test_search_bisects_on_the_log_scale_and_warm_starts() -> None:
         else:
             assert lams[j] / lams[j - 1] == pytest.approx(10.0 if above else 0.1)
     # The chosen run is the closest one; the first run is a plain run at the default lambda_k,
-    # the later ones start from the previous mask, so they differ from cold runs.
+    # the later ones start from an earlier mask, so they differ from runs from ones.
     assert cal.value == min((r.value for r in cal.runs), key=lambda v: abs(v - 0.9))
     [first] = calibrate(explainer, red_image(), keep_probability=0.9, tolerance=1e-4, max_runs=1)
     assert torch.equal(first.result.mask_flat, explainer.explain(red_image()).mask_flat)
@@ -117,10 +119,8 @@ def test_search_bisects_on_the_log_scale_and_warm_starts() -> None:
     assert chosen.warm_from is not None
     cold = PixelRDE(model, lambda_k=cal.lambda_k, **SETTINGS).explain(red_image())  # type: ignore[arg-type]
     assert not torch.equal(cold.mask_flat, cal.result.mask_flat)
-    # Without warm starts every run is a plain run from ones.
-    [plain] = calibrate(
-        explainer, red_image(), keep_probability=0.9, tolerance=1e-4, max_runs=6, warm_start=False
-    )
+    # By default every run is a plain run from ones.
+    [plain] = calibrate(explainer, red_image(), keep_probability=0.9, tolerance=1e-4, max_runs=6)
     assert [r.warm_from for r in plain.runs] == [None] * 6
     cold = PixelRDE(model, lambda_k=plain.lambda_k, **SETTINGS).explain(red_image())  # type: ignore[arg-type]
     assert torch.equal(cold.mask_flat, plain.result.mask_flat)

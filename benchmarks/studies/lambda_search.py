@@ -83,6 +83,12 @@ def main() -> None:
     p.add_argument("--keep-probability", type=float, default=0.9)
     p.add_argument("--sparsity", type=float, default=0.02)
     p.add_argument("--max-runs", type=int, default=8)
+    p.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="start runs from the dense end of the bracket (default: every run from ones)",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--merge", type=Path, nargs="+", help="merge these outputs into --out")
     p.add_argument("--table", action="store_true", help="print --out as a Markdown table")
@@ -114,7 +120,13 @@ def main() -> None:
         for goal, value in goals.items():
             _SEEN[0] = 0
             began = time.perf_counter()
-            [cal] = calibrate(explainer, x[None], max_runs=a.max_runs, **{goal: value})
+            [cal] = calibrate(
+                explainer,
+                x[None],
+                max_runs=a.max_runs,
+                warm_start=a.warm_start,
+                **{goal: value},
+            )
             wall = time.perf_counter() - began
             first = cal.runs[0]
             case = {
@@ -149,11 +161,12 @@ def main() -> None:
         "command": "OMP_NUM_THREADS=1 python benchmarks/studies/lambda_search.py "
         f"--images {a.images} --method {a.method} --size {a.size} --preset {a.preset} "
         f"--keep-probability {a.keep_probability} --sparsity {a.sparsity} "
-        f"--max-runs {a.max_runs} --out {a.out}",
+        f"--max-runs {a.max_runs}{' --warm-start' if a.warm_start else ' --no-warm-start'} --out {a.out}",
         "model": DEFAULT_MODEL,
         "method": a.method,
         "size": a.size,
         "preset": a.preset,
+        "warm_start": a.warm_start,
         "config": {k: v for k, v in vars(config).items()},
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
