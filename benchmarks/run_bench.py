@@ -2,10 +2,10 @@
 
     python benchmarks/run_bench.py speed          # CPU: reference vs rdex, 256x256, L=64
     python benchmarks/run_bench.py speed-demo     # per-step cost of the demo's batch (5 images)
-    python benchmarks/run_bench.py score          # score recorded quality runs (quality_runs.py)
     python benchmarks/run_bench.py gpu            # everything on CUDA at 256x256 (one command)
 
-Each writes JSON + PNG under benchmarks/results/. Extra arguments go to ``rdex bench``.
+Each writes JSON + PNG under benchmarks/results/. Extra arguments go to ``rdex bench``. The
+explorations behind rdex's defaults (schedules, CPU levers, costs) are in benchmarks/studies/.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ COMMANDS: dict[str, list[str]] = {
         "bench", "--mode", "speed", "--size", "256", "--samples", "8", "--batch", "5",
         "--steps", "2", "--repeats", "2", "--variants", "rdex,rdex-onepass",
         "--out", "benchmarks/results/speed-cpu-demo",
-    ],
-    "score": [
-        "bench", "--mode", "quality", "--runs", "benchmarks/results/runs",
-        "--out", "benchmarks/results/quality-64",
     ],
     "gpu": [
         "bench", "--mode", "all", "--device", "cuda", "--size", "256", "--samples", "64",

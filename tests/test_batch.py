@@ -95,7 +95,7 @@ def test_find_inputs_folder_tree_and_list(tmp_path: Path) -> None:
 def test_true_labels_resolve_by_name_index_or_wordnet_id() -> None:
     from torch import nn
 
-    from rdex.batch import _label_lookup
+    from rdex.batch.worker import _label_lookup
     from rdex.models import wrap_classifier
 
     imagenet = wrap_classifier(

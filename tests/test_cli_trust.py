@@ -139,7 +139,7 @@ def test_an_oversized_input_file_is_an_error_record(
 ) -> None:
     import rdex.batch
 
-    monkeypatch.setattr(rdex.batch, "MAX_INPUT_BYTES", 100)
+    monkeypatch.setattr(rdex.batch.inputs, "MAX_INPUT_BYTES", 100)
     make_image(tmp_path / "in" / "big.png", "red")
     out = tmp_path / "out"
     assert main(["batch", str(tmp_path / "in"), "--out", str(out), *FAST]) == 1
@@ -347,7 +347,7 @@ def test_sweep_values_must_be_finite(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_every_json_rdex_writes_is_strict(tmp_path: Path) -> None:
-    from rdex.batch import _Manifest
+    from rdex.batch.manifest import _Manifest
     from rdex.io import json_dumps
 
     assert (

@@ -315,7 +315,7 @@ def test_batch_manifest_records_warnings(tmp_path: Path) -> None:
 
 
 def test_one_label_lookup_for_api_and_cli(tmp_path: Path) -> None:
-    from rdex.batch import _label_lookup
+    from rdex.batch.worker import _label_lookup
     from rdex.models import resolve_label, wrap_classifier
 
     clf = wrap_classifier(imagenet_tiny())

@@ -4,8 +4,8 @@ RDE evaluates the model tens of thousands of times per explanation, always in ev
 frozen weights. In eval mode a BatchNorm that follows a convolution is an affine map per channel,
 so it can be folded into the convolution's weight and bias: the network computes the same function
 (up to float rounding) with one memory-bound elementwise pass less in the forward and in the
-backward. On EfficientNet-Lite0 at 256x256 the BatchNorms take about a quarter of the model's
-forward+backward CPU time (``benchmarks/profile_components.py``).
+backward. What that saves on the default model is measured in the documentation
+(docs/performance.md).
 
 The arithmetic is PyTorch's :func:`torch.nn.utils.fusion.fuse_conv_bn_weights`. What no library
 does for an arbitrary ``nn.Module`` is *finding* the pairs: torch.fx's fusion needs a traceable
@@ -178,10 +178,8 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
 
     Every chunk of obfuscations allocates activations of tens of MiB and frees them again. glibc
     serves blocks above its mmap threshold (at most 32 MiB by default) with fresh ``mmap`` pages and
-    unmaps them on free, so every chunk pays the page faults of zeroing them anew: at 256x256 on
-    the 2-core development CPU that was 16 % of a CartoonX run's CPU time spent in the kernel
-    (3.5-7.2 s of system time per 20 steps; 0.05 s after this call, 1.2-1.5x less wall time,
-    README, Performance). Raising the mmap and trim thresholds keeps the memory in the heap; the
+    unmaps them on free, so every chunk pays the page faults of zeroing them anew (the system
+    time this costs is measured in docs/performance.md). Raising the mmap and trim thresholds keeps the memory in the heap; the
     peak resident memory is unchanged, but the process does not give it back until it exits.
 
     Process-wide, so the ``rdex`` command calls it for its own process; a library user calls it

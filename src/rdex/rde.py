@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 # Elements (C*H*W) per forward pass on CPU when ``sample_chunk`` is None: ~8 obfuscations of one
-# 3x256x256 image (see RDE._optimise and benchmarks/step_levers.py).
+# 3x256x256 image (chosen by measurement: docs/performance.md).
 _CPU_CHUNK_ELEMENTS = 8 * 3 * 256 * 256
 
 
@@ -104,16 +104,16 @@ class RDEConfig:
             once (memory bound; the gradient is accumulated over chunks). Every forward pass
             holds obfuscations of one image only, so an image's result does not depend on the
             batch it is in. ``None``: automatic, all ``L`` at once on GPU; on CPU chunks of
-            about 8 obfuscations of 3x256x256 (cache-sized: 1.3x faster per step than 16 with 2
-            threads). Chunking changes results only by float summation order.
+            about 8 obfuscations of 3x256x256 (cache-sized; measured in docs/performance.md).
+            Chunking changes results only by float summation order.
         channels_last: Run the model in channels-last memory format: the obfuscations and
             detached channels-last copies of the model's 4D weights (the caller's model is not
-            touched). About 1.9x faster convolutions on CPU than NCHW (``rdex bench``); converting
+            touched). Faster convolutions on CPU than NCHW (docs/performance.md); converting
             only the inputs gains nothing. Results are unchanged up to float rounding.
         fold_batchnorm: Run a copy of the model with every eval-mode BatchNorm folded into the
             convolution before it (:func:`rdex.inference.fold_batchnorm`; checked against the
             model on the input, else the model runs as it is). The same function up to float
-            rounding, with about a quarter less forward+backward time on EfficientNet-Lite0.
+            rounding, with less forward+backward time (docs/performance.md).
         spatial_l1: Weight of the spatial penalty: the mean absolute value of the masked greyscale
             image ``f(s * h_grey)`` (clipped like the obfuscations), added per image to the loss
             (ShearletX and WaveletX, Kolek et al., CVPR 2023, section 3). 0 (default): off.
@@ -185,11 +185,8 @@ class RDEConfig:
 
 #: Named optimiser schedules. ``paper`` is appendix A.2 exactly. ``fast`` anneals the learning rate
 #: (cosine from 0.03 to 1e-4) over 400 steps with 16 samples, 1/20 of the paper's model
-#: evaluations. Scored by the benchmark's common evaluator against the paper schedule: at 64 px
-#: (rocket) within the paper's own two-seed floor (objective 0.96-1.02x, SSIM 0.94-0.98); at
-#: 128 px (chelsea) objective 1.02-1.03x but SSIM 0.93-0.94, where two paper runs agree to 0.994
-#: (README, Performance). ``preview`` is for a first look (the demo: 33 s at 256x256 on two CPU
-#: cores); 1.3x (64 px) to 1.7-1.9x (128 px) the paper schedule's objective, not paper quality.
+#: evaluations. ``preview`` is for a first look, not paper quality. How close each comes to the
+#: paper schedule, scored by the benchmark's common evaluator, is in docs/performance.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"steps": 2000, "samples": 64, "lr": 1e-3, "schedule": "constant"},
     "fast": {"steps": 400, "samples": 16, "lr": 0.03, "schedule": "cosine", "lr_final": 1e-4},
@@ -494,9 +491,8 @@ class RDE:
         if cfg.sample_chunk is not None:
             return max(1, min(samples, cfg.sample_chunk))
         if x.device.type == "cpu":
-            # Small chunks stay in cache: at 256x256 on an idle 2-core CPU a step with chunks of
-            # 8 images took 0.51 s against 0.68 s with 16 (2 threads; 1 thread: 4 and 8 equal),
-            # README, Performance. One pass would also need memory for all L images.
+            # Small chunks stay in cache (measured: docs/performance.md). One pass would also
+            # need memory for all L images.
             return max(1, min(samples, _CPU_CHUNK_ELEMENTS // max(1, x[0].numel())))
         return samples
 

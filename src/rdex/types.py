@@ -25,9 +25,6 @@ Bands: TypeAlias = list[Tensor]
 #: ``(B,)`` (the explained label per image).
 Distortion: TypeAlias = Callable[[Tensor, Tensor, Tensor], Tensor]
 
-#: Names of the built-in distortions (``rdex.distortions.DISTORTIONS``).
-DistortionName: TypeAlias = Literal["label", "max-label", "l2", "kl"]
-
 #: Names of the built-in obfuscation strategies (``rdex.obfuscations.make_obfuscation``).
 ObfuscationName: TypeAlias = Literal["gaussian", "uniform", "zeros", "constant", "blur"]
 

@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--runs",
         default=None,
-        help="score recorded runs (*.pt from benchmarks/quality_runs.py, loaded with "
+        help="score recorded runs (*.pt from benchmarks/studies/quality_runs.py, loaded with "
         "weights_only=True: tensors and plain data only, never code) in this folder "
         "instead of running; the reference is paper-s0, the floor paper-s1",
     )
@@ -81,7 +81,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _load_run(path: Path) -> dict[str, Any]:
-    """A run record of ``benchmarks/quality_runs.py``, loaded without unpickling code.
+    """A run record of ``benchmarks/studies/quality_runs.py``, loaded without unpickling code.
 
     ``weights_only=True`` lets torch rebuild only tensors and plain containers; a file that asks
     for anything else (a crafted pickle that would run a command) is refused, never executed.

@@ -32,7 +32,6 @@ TITLE = "Smoothness of CartoonX vs Pixel RDE, and all metrics for all methods"
 
 RDE_METHODS = ("cartoonx", "pixel-rde")
 BASELINES = ("integrated-gradients", "smoothgrad", "guided-backprop", "lrp")
-SMOOTHNESS = ("tv", "tv_retained", "wavelet_gini", "wavelet_l1")
 TABLE = (
     "rd_auc", "deletion_auc", "insertion_auc", "cp_pixel_l1", "cp_coeff_l1", "cp_entropy",
     "hallucination", "retained_fraction", "tv", "tv_retained", "wavelet_gini", "wavelet_l1",

@@ -3,8 +3,8 @@
 One thread, process CPU time (robust to other processes on a shared machine), EfficientNet-Lite0
 architecture with random weights, interleaved rounds. Usage:
 
-    python benchmarks/model_chunks.py --size 256 --samples 16 --chunks 16,8,4 --nchw 16
-    python benchmarks/model_chunks.py --size 128 --samples 64 --chunks 64,16,8 --nchw 64 --bf16 16
+    python benchmarks/studies/model_chunks.py --size 256 --samples 16 --chunks 16,8,4 --nchw 16
+    python benchmarks/studies/model_chunks.py --size 128 --samples 64 --chunks 64,16,8 --nchw 64 --bf16 16
 """
 
 from __future__ import annotations

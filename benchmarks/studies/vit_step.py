@@ -7,7 +7,7 @@ turns (A, B, A, B, ...), so other load on the machine hits both alike. Reports t
 and CPU seconds per step (timed from the end of the first step to the end of the last, so the
 per-explanation setup is left out) and the load average before and after. Usage:
 
-    OMP_NUM_THREADS=2 python benchmarks/vit_step.py --samples 16 --steps 4 --repeats 3
+    OMP_NUM_THREADS=2 python benchmarks/studies/vit_step.py --samples 16 --steps 4 --repeats 3
 """
 
 from __future__ import annotations

@@ -1,184 +1,27 @@
-"""Speed and time-to-quality benchmarks of CartoonX (``rdex bench``).
-
-Three pieces, all usable from Python:
-
-* :func:`reference_cartoonx`: Algorithm 1 written the straightforward way (fp32, NCHW model,
-  one Python loop, a separate noise draw per band, ``.item()`` every step, parameters frozen),
-  the yardstick rdex's optimised :class:`rdex.CartoonX` is timed against.
-* :class:`ObjectiveEvaluator`: one common scorer of the RDE objective
-  ``distortion + lambda_k * mean(s)`` for any mask, with a fixed seed and a large noise sample.
-* :func:`run_schedule` / :func:`time_to_quality`: snapshots of the mask along a run with their
-  wall-clock times, scored afterwards, plus SSIM and retained-set overlap against a reference.
-
-References:
-    Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, Algorithm 1 and A.2.
-"""
+"""Time to quality of CartoonX schedules (``rdex bench --mode quality``): snapshots of the mask
+along a run with their wall-clock times, scored afterwards by one common evaluator of the RDE
+objective, plus SSIM and retained-set overlap against the paper-schedule explanation."""
 
 from __future__ import annotations
 
 import math
 import os
-import resource
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import ptwt
 import torch
 from torch import Tensor, nn
 
 from rdex.distortions import get_distortion
-from rdex.inference import freed_memory_kept
 from rdex.methods import CartoonX
 from rdex.obfuscations import make_obfuscation
 from rdex.rde import RDEConfig, frozen
 from rdex.representations import Wavelet
 
-__all__ = [
-    "ReferenceResult",
-    "reference_cartoonx",
-    "ObjectiveEvaluator",
-    "RD_FRACTIONS",
-    "cartoon_picture",
-    "ssim",
-    "retained_overlap",
-    "run_schedule",
-    "checkpoint_steps",
-    "peak_memory_mb",
-    "speed_benchmark",
-    "score_runs",
-    "plot_quality",
-    "plot_speed",
-]
-
-
 #: Rates (fractions of mask entries kept) of the benchmark's rate-distortion score.
 RD_FRACTIONS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
-
-
-@dataclass
-class ReferenceResult:
-    """Output of :func:`reference_cartoonx`.
-
-    Attributes:
-        mask: Per band, rdex's layout: approximation ``(1, 1, h, w)``, then per scale coarse to
-            fine ``(1, 1, 3, h, w)`` (horizontal, vertical, diagonal).
-        loss: Monte-Carlo objective at every step (Python floats, read with ``.item()``).
-        target: Explained label.
-        runtime_s: Wall-clock time of the whole call.
-    """
-
-    mask: list[Tensor]
-    loss: list[float]
-    target: int
-    runtime_s: float
-
-
-def reference_cartoonx(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    lambda_k: float = 20.0,
-    steps: int = 2000,
-    samples: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    target: int | None = None,
-    wavelet: str = "db3",
-    levels: int = 5,
-    mode: str = "zero",
-    noise: Literal["per-band", "fused"] = "per-band",
-) -> ReferenceResult:
-    """CartoonX written the straightforward way: the yardstick of the speed benchmark.
-
-    Algorithm 1 as the paper's code does it, with nothing rdex adds: fp32, the model in its
-    own (NCHW) memory format, one Python loop over steps, a separate noise draw per wavelet band,
-    the loss read with ``.item()`` every step, ``loss.backward()`` into the masks with the model's
-    parameters frozen, Adam at a constant learning rate, projection onto ``[0, 1]``. The reference
-    probability is computed once without gradient. One image.
-
-    Args:
-        model: Classifier on images in ``[0, 1]`` returning logits.
-        x: One image ``(1, C, H, W)`` in ``[0, 1]``.
-        lambda_k: Sparsity ``lambda * k`` (penalty ``lambda_k * mean(s)``).
-        steps: Steps ``N``.
-        samples: Noise samples ``L`` per step.
-        lr: Adam's learning rate.
-        seed: Seed of the noise generator.
-        target: Explained label (default: the prediction).
-        wavelet, levels, mode: The DWT (paper: db3, 5 scales, zero padding).
-        noise: ``"per-band"`` draws every band's noise separately (the plain way);
-            ``"fused"`` draws one vector per step and splits it, which consumes the generator
-            exactly as rdex does, so the two give the same masks (used by the tests).
-
-    Returns:
-        A :class:`ReferenceResult`.
-
-    References:
-        Kolek et al., ECCV 2022, Algorithm 1 and appendix A.2.
-    """
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(
-            f"reference_cartoonx explains one image (1, C, H, W), got {tuple(x.shape)}"
-        )
-    if noise not in ("per-band", "fused"):
-        raise ValueError(f"noise must be 'per-band' or 'fused', got {noise!r}")
-    start = time.perf_counter()
-    height, width = x.shape[-2:]
-    with frozen(model):
-        with torch.no_grad():
-            probs = torch.softmax(model(x), dim=1)
-            label = int(probs.argmax(dim=1)) if target is None else int(target)
-            p_ref = probs[0, label]
-            coeffs = ptwt.wavedec2(x, wavelet, level=levels, mode=mode)  # type: ignore[arg-type]
-            bands = [coeffs[0]] + [torch.stack(tuple(d), dim=2) for d in coeffs[1:]]
-            # Adaptive Gaussian noise: one mean/std per scale, over channels, orientations and
-            # positions (population std), the approximation being its own group.
-            stats = [(b.mean(), b.std(correction=0)) for b in bands]
-        masks = [torch.ones((1, 1, *b.shape[2:]), requires_grad=True) for b in bands]
-        masks = [m.to(x.device).detach().requires_grad_(True) for m in masks]
-        optimizer = torch.optim.Adam(masks, lr=lr)
-        generator = torch.Generator(device=x.device).manual_seed(seed)
-        sizes = [b[0].numel() for b in bands]
-        history: list[float] = []
-        for _ in range(steps):
-            if noise == "fused":
-                z = torch.randn(samples * sum(sizes), generator=generator, device=x.device)
-                draws = z.view(samples, -1).split(sizes, dim=1)
-            else:
-                draws = tuple(
-                    torch.randn(samples, n, generator=generator, device=x.device) for n in sizes
-                )
-            obfuscated = []
-            for band, mask, (mean, std), z_band in zip(bands, masks, stats, draws, strict=True):
-                v = mean + std * z_band.reshape(samples, *band.shape[1:])
-                obfuscated.append(mask * band + (1 - mask) * v)
-            details = [
-                ptwt.WaveletDetailTuple2d(b[:, :, 0], b[:, :, 1], b[:, :, 2])
-                for b in obfuscated[1:]
-            ]
-            y = ptwt.waverec2((obfuscated[0], *details), wavelet)[..., :height, :width]
-            y = y.clamp(0.0, 1.0)
-            p = torch.softmax(model(y), dim=1)[:, label]
-            distortion = ((p_ref - p) ** 2).mean()
-            l1 = torch.cat([m.flatten() for m in masks]).mean()
-            loss = distortion + lambda_k * l1
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                for m in masks:
-                    m.clamp_(0.0, 1.0)
-            history.append(loss.item())
-    return ReferenceResult(
-        mask=[m.detach() for m in masks],
-        loss=history,
-        target=label,
-        runtime_s=time.perf_counter() - start,
-    )
 
 
 class ObjectiveEvaluator:
@@ -434,189 +277,6 @@ def run_schedule(
     return record
 
 
-def peak_memory_mb(device: torch.device | str = "cpu") -> float:
-    """Peak memory of this process so far in MiB: CUDA's max allocated, or the peak RSS on CPU."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-#: Variants of the speed benchmark: what runs, and which rdex settings it uses.
-SPEED_VARIANTS: dict[str, str] = {
-    "reference": "plain Algorithm 1 (reference_cartoonx: NCHW, per-band noise, .item() per step)",
-    "rdex": "rdex.CartoonX, default settings (channels-last model copy with BatchNorms folded, "
-    "fused noise, no sync, "
-    "CPU: obfuscations in chunks of ~8 images of 256x256)",
-    "rdex-nchw": "rdex.CartoonX with channels_last=False (the channels-last lever off)",
-    "rdex-nofold": "rdex.CartoonX with fold_batchnorm=False (the BatchNorm-folding lever off)",
-    "rdex-onepass": "rdex.CartoonX with all B*L obfuscations in one pass (the chunking lever off)",
-}
-
-
-def _run_variant(
-    variant: str, model: nn.Module, x: Tensor, *, steps: int, samples: int, lambda_k: float
-) -> float:
-    """Run ``steps`` steps of ``variant`` on ``x`` (``(B, C, H, W)``); wall seconds."""
-    device = x.device
-    _sync(device)
-    start = time.perf_counter()
-    if variant == "reference":
-        for i in range(x.shape[0]):
-            reference_cartoonx(model, x[i : i + 1], lambda_k=lambda_k, steps=steps, samples=samples)
-    else:
-        levers: dict[str, dict[str, Any]] = {
-            "rdex-nchw": {"channels_last": False},
-            "rdex-nofold": {"fold_batchnorm": False},
-            "rdex-onepass": {"sample_chunk": samples * x.shape[0]},
-        }
-        changes = levers.get(variant, {})
-        if variant not in SPEED_VARIANTS:
-            raise ValueError(
-                f"unknown speed variant {variant!r}; choose from {', '.join(SPEED_VARIANTS)}"
-            )
-        CartoonX(
-            model, preset="paper", lambda_k=lambda_k, steps=steps, samples=samples, **changes
-        ).explain(x)
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def _memory_child(
-    variant: str, model: nn.Module, x: Tensor, steps: int, samples: int, lambda_k: float, queue: Any
-) -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    try:
-        _run_variant(variant, model, x, steps=steps, samples=samples, lambda_k=lambda_k)
-        queue.put(peak_memory_mb(x.device))
-    except Exception as exc:  # reported to the parent, which raises
-        queue.put(f"{type(exc).__name__}: {exc}")
-
-
-def _peak_rss_in_child(
-    variant: str, model: nn.Module, x: Tensor, *, steps: int, samples: int, lambda_k: float
-) -> float:
-    """Peak RSS (MiB) of a fresh process that runs ``variant``: one number per variant on CPU."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(
-        target=_memory_child, args=(variant, model, x, steps, samples, lambda_k, queue)
-    )
-    proc.start()
-    value = queue.get()
-    proc.join()
-    if isinstance(value, str):
-        raise RuntimeError(f"memory measurement of {variant} failed: {value}")
-    return float(value)
-
-
-def speed_benchmark(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    samples: int = 64,
-    steps: int = 5,
-    repeats: int = 3,
-    lambda_k: float = 20.0,
-    variants: Sequence[str] = ("reference", "rdex"),
-    memory: bool = True,
-    full_steps: int = 2000,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Per-step time of the reference loop and of rdex, interleaved in one process.
-
-    Every variant runs once as warm-up, then ``repeats`` rounds run all variants in turn (A, B,
-    A, B, ...), so load from other processes hits them alike; ratios are taken within a round.
-
-    Args:
-        model: Classifier (already on ``x``'s device).
-        x: Images ``(B, C, H, W)``; the reference explains them one after the other, rdex in one
-            batched loop.
-        samples: Noise samples ``L`` per step (paper: 64).
-        steps: Optimisation steps per timed run.
-        repeats: Rounds.
-        lambda_k: Sparsity.
-        variants: Keys of :data:`SPEED_VARIANTS`; the first is the baseline of the ratios.
-        memory: Also measure peak memory per variant (CUDA: peak allocated, reset per variant;
-            CPU: peak RSS of a fresh child process per variant).
-        full_steps: Steps of a whole explanation, for ``images_per_s`` (paper: 2000).
-        log: Progress printer.
-
-    Returns:
-        A JSON-ready dict with per-variant per-step times (median and min over rounds), ratios
-        to the baseline, images per second, peak memory, load averages and the settings.
-    """
-    say = log or (lambda _msg: None)
-    device = x.device
-    batch = x.shape[0]
-    kwargs: dict[str, Any] = {"steps": steps, "samples": samples, "lambda_k": lambda_k}
-    for v in variants:
-        _run_variant(v, model, x, **{**kwargs, "steps": 1})
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    cpu_times: dict[str, list[float]] = {v: [] for v in variants}
-    loads: list[list[float]] = []
-    for r in range(repeats):
-        for v in variants:
-            loads.append(list(os.getloadavg()))
-            cpu0 = time.process_time()
-            wall = _run_variant(v, model, x, **kwargs)
-            cpu_times[v].append((time.process_time() - cpu0) / steps)
-            times[v].append(wall / steps)
-            say(f"round {r + 1}/{repeats} {v}: {wall / steps:.3f} s/step (load {loads[-1][0]:.1f})")
-    base = variants[0]
-    out: dict[str, Any] = {
-        "settings": {
-            "batch": batch,
-            "shape": list(x.shape[1:]),
-            "samples": samples,
-            "steps_per_run": steps,
-            "repeats": repeats,
-            "lambda_k": lambda_k,
-            "full_steps": full_steps,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "keep_freed_memory": freed_memory_kept(),
-        },
-        "loadavg": loads,
-        "variants": {},
-    }
-    for v in variants:
-        med = float(np.median(times[v]))
-        ratios = [b / t for b, t in zip(times[base], times[v], strict=True)]
-        entry: dict[str, Any] = {
-            "description": SPEED_VARIANTS[v],
-            "step_s": times[v],
-            "step_s_median": med,
-            "step_s_min": min(times[v]),
-            "cpu_s_per_step_median": float(np.median(cpu_times[v])),
-            f"speedup_vs_{base}_median": float(np.median(ratios)),
-            f"speedup_vs_{base}_of_min": min(times[base]) / min(times[v]),
-            "images_per_s": batch / (med * full_steps),
-            "image_steps_per_s": batch / med,
-        }
-        if memory:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-                _run_variant(v, model, x, **{**kwargs, "steps": 2})
-                entry["peak_memory_mb"] = peak_memory_mb(device)
-                entry["memory_kind"] = "torch.cuda.max_memory_allocated"
-            else:
-                entry["peak_memory_mb"] = _peak_rss_in_child(v, model, x, **{**kwargs, "steps": 2})
-                entry["memory_kind"] = "peak RSS of a fresh process (ru_maxrss)"
-        out["variants"][v] = entry
-    return out
-
-
 def score_runs(
     records: dict[str, dict[str, Any]],
     evaluator: ObjectiveEvaluator,
@@ -714,9 +374,6 @@ def score_runs(
 
 def plot_quality(scores: dict[str, Any], path: str | os.PathLike[str], *, title: str = "") -> None:
     """Objective (relative to the paper schedule) and SSIM against wall-clock time, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from rdex.io import atomic_write_with
@@ -744,41 +401,6 @@ def plot_quality(scores: dict[str, Any], path: str | os.PathLike[str], *, title:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title or "CartoonX time to quality", fontsize=10)
-    fig.tight_layout()
-    atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
-    plt.close(fig)
-
-
-def plot_speed(result: dict[str, Any], path: str | os.PathLike[str], *, title: str = "") -> None:
-    """Bar chart of the per-step time of every speed variant (median, with the rounds as dots)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rdex.io import atomic_write_with
-
-    names = list(result["variants"])
-    med = [result["variants"][n]["step_s_median"] for n in names]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names), 3.6))
-    ax.bar(range(len(names)), med, color=["#999999"] + ["#3b7dd8"] * (len(names) - 1))
-    for i, n in enumerate(names):
-        pts = result["variants"][n]["step_s"]
-        ax.plot([i] * len(pts), pts, "k.", ms=4)
-        key = next(
-            k
-            for k in result["variants"][n]
-            if k.startswith("speedup_vs_") and k.endswith("_median")
-        )
-        ax.text(
-            i, med[i], f"x{result['variants'][n][key]:.2f}", ha="center", va="bottom", fontsize=8
-        )
-    ax.set_xticks(range(len(names)), names, fontsize=8)
-    ax.set_ylabel("seconds per step")
-    s = result["settings"]
-    ax.set_title(
-        title or f"{s['device']}, {s['shape']}, L={s['samples']}, batch {s['batch']}", fontsize=9
-    )
     fig.tight_layout()
     atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)

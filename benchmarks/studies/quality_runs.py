@@ -1,10 +1,10 @@
 """Long CartoonX runs for the time-to-quality study, one schedule per process.
 
 Each run snapshots its mask along the way (with wall-clock times) into a ``.pt`` record under
-``benchmarks/results/runs/``; ``rdex bench --mode quality --runs DIR`` (or
-``python benchmarks/run_bench.py quality``) scores them afterwards with one common evaluator.
+``benchmarks/studies/results/runs/``; ``rdex bench --mode quality --runs DIR`` scores them
+afterwards with one common evaluator.
 
-    python benchmarks/quality_runs.py --name paper-s0 --preset paper --seed 0 --size 64
+    python benchmarks/studies/quality_runs.py --name paper-s0 --preset paper --seed 0 --size 64
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_schedule_args(p, preset="paper", size=64)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="benchmarks/results/runs")
+    p.add_argument("--out", default="benchmarks/studies/results/runs")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     config = schedule_config(a)

@@ -4,10 +4,10 @@ The paper schedule's slow, uniform shrink (constant lr 0.001) selects one optimu
 schedules (``fast``) reach the same objective but another explanation (SSIM 0.93-0.94 to the
 paper's at 128 px). This tries a constant shrink phase first. Not in rdex: a prototype for the
 next step of the performance work, scored against the committed 128 px paper run's final mask
-(its .pt record is kept on the machine that ran it, see benchmarks/schedules_128.sh).
+(its .pt record is kept on the machine that ran it, see benchmarks/studies/schedules_128.sh).
 
-    python benchmarks/hold_then_anneal.py LR HOLD_FRACTION STEPS SAMPLES [SEED]
-    python benchmarks/hold_then_anneal.py 0.01 0.5 400 16
+    python benchmarks/studies/hold_then_anneal.py LR HOLD_FRACTION STEPS SAMPLES [SEED]
+    python benchmarks/studies/hold_then_anneal.py 0.01 0.5 400 16
 """
 
 import json
@@ -45,7 +45,10 @@ m = load_classifier()
 x = sample_image("chelsea", size=128).unsqueeze(0)
 r = CartoonX(m, preset="fast", lr=lr0, steps=steps, samples=samples, seed=seed).explain(x)
 ev = ObjectiveEvaluator(m, x)
-ref = torch.load("benchmarks/results/runs-chelsea128/paper-s0.pt", weights_only=False)["masks"][-1]
+# weights_only: tensors and plain containers only; a record is never unpickled as code.
+ref = torch.load("benchmarks/studies/results/runs-chelsea128/paper-s0.pt", weights_only=True)[
+    "masks"
+][-1]
 mask = [b[0:1] for b in r.mask]
 print(
     json.dumps(

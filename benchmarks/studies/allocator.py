@@ -1,8 +1,8 @@
 """Wall, user and system time of 20 `fast` CartoonX steps at 256x256, with glibc's default
 allocator thresholds or with freed memory kept in the heap (rdex.inference.keep_freed_memory).
 
-    python benchmarks/allocator.py default
-    python benchmarks/allocator.py kept
+    python benchmarks/studies/allocator.py default
+    python benchmarks/studies/allocator.py kept
 
 Run each in a fresh process (the thresholds are process-wide and cannot be reset).
 """

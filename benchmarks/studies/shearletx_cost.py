@@ -8,8 +8,8 @@ the median of the rest is reported, then the median over rounds. It also times t
 representation alone: encode, and decode with its backward pass, for ``samples`` images.
 
 Usage (one thread; say the load, the machine is shared):
-    OMP_NUM_THREADS=1 python benchmarks/shearletx_cost.py --sizes 128 256 --threads 1 \
-        --out benchmarks/results/shearletx_cost.json
+    OMP_NUM_THREADS=1 python benchmarks/studies/shearletx_cost.py --sizes 128 256 --threads 1 \
+        --out benchmarks/studies/results/shearletx_cost.json
 """
 
 from __future__ import annotations

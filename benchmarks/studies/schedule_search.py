@@ -4,10 +4,10 @@ Exploration for the performance issue (chelsea at 128x128 by default, one thread
 prints one JSON line (objective by ``rdex.bench.ObjectiveEvaluator``, model evaluations, runtime)
 and keeps the mask under ``--keep``. Two levers not in rdex are prototyped here, both measured
 worse and left out: ``--antithetic`` (noise drawn in mirrored pairs about the partition mean)
-and ``--beta1`` (Adam's momentum). Results of the search: ``results/schedule-search-128/``.
+and ``--beta1`` (Adam's momentum). Results of the search: ``benchmarks/studies/results/schedule-search-128/``.
 
-    python benchmarks/schedule_search.py --name fast-s0 --preset fast
-    python benchmarks/schedule_search.py --name c01-N200-L8 --preset fast --lr 0.1 --steps 200 --samples 8 --antithetic
+    python benchmarks/studies/schedule_search.py --name fast-s0 --preset fast
+    python benchmarks/studies/schedule_search.py --name c01-N200-L8 --preset fast --lr 0.1 --steps 200 --samples 8 --antithetic
 """
 
 import argparse

@@ -3,7 +3,7 @@
 # 256x256 on the 2-core CPU, plus second seeds of the candidates (rocket 64x64, lambda_k 20).
 set -u
 cd "$(dirname "$0")/.."
-run() { python benchmarks/quality_runs.py --image rocket --size 64 "$@" >> benchmarks/results/runs/schedules_b.log 2>&1; }
+run() { python benchmarks/studies/quality_runs.py --image rocket --size 64 "$@" >> benchmarks/studies/results/runs/schedules_b.log 2>&1; }
 run --name cos0.2-N100-L8-s0 --preset fast --lr 0.2 --steps 100 --samples 8
 run --name cos0.05-N100-L8-s0 --preset fast --lr 0.05 --steps 100 --samples 8
 run --name cos0.1-N250-L4-s0 --preset fast --lr 0.1 --steps 250 --samples 4

@@ -1,7 +1,7 @@
 """Time the parts of one RDE step (model forward+backward, inverse DWT, noise) in one process.
 
 Interleaved A/B repeats; prints medians and the load average. Usage:
-    python benchmarks/profile_components.py --size 256 --samples 16 --repeats 3
+    python benchmarks/studies/profile_components.py --size 256 --samples 16 --repeats 3
 """
 
 from __future__ import annotations

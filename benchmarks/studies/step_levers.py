@@ -4,8 +4,8 @@ Runs ``rdex.CartoonX`` itself (default model, chelsea) for a few steps per varia
 (A, B, C, A, B, C, ...), so other load hits every variant alike; reports the median wall and CPU
 seconds per step and per model evaluation. Usage:
 
-    python benchmarks/step_levers.py --size 256 --samples 16 --chunks 4,8,16 --threads 2
-    python benchmarks/step_levers.py --size 256 --samples 16 --chunks 8 --fold both --threads 2
+    python benchmarks/studies/step_levers.py --size 256 --samples 16 --chunks 4,8,16 --threads 2
+    python benchmarks/studies/step_levers.py --size 256 --samples 16 --chunks 8 --fold both --threads 2
 """
 
 from __future__ import annotations
