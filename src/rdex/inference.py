@@ -181,7 +181,7 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
     unmaps them on free, so every chunk pays the page faults of zeroing them anew: at 256x256 on
     the 2-core development CPU that was 16 % of a CartoonX run's CPU time spent in the kernel
     (3.5-7.2 s of system time per 20 steps; 0.05 s after this call, 1.2-1.5x less wall time,
-    README, Performance). Raising the mmap and trim thresholds keeps the memory in the heap; the
+    docs/performance.md). Raising the mmap and trim thresholds keeps the memory in the heap; the
     peak resident memory is unchanged, but the process does not give it back until it exits.
 
     Process-wide, so the ``rdex`` command calls it for its own process; a library user calls it

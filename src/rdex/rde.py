@@ -125,7 +125,7 @@ class RDEConfig:
 #: evaluations. Scored by the benchmark's common evaluator against the paper schedule: at 64 px
 #: (rocket) within the paper's own two-seed floor (objective 0.96-1.02x, SSIM 0.94-0.98); at
 #: 128 px (chelsea) objective 1.02-1.03x but SSIM 0.93-0.94, where two paper runs agree to 0.994
-#: (README, Performance). ``preview`` is for a first look (the demo: 33 s at 256x256 on two CPU
+#: (docs/performance.md). ``preview`` is for a first look (the demo: 33 s at 256x256 on two CPU
 #: cores); 1.3x (64 px) to 1.7-1.9x (128 px) the paper schedule's objective, not paper quality.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"steps": 2000, "samples": 64, "lr": 1e-3, "schedule": "constant"},
@@ -135,7 +135,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **overrides: Any) -> RDEConfig:
-    """An :class:`RDEConfig` from a named schedule in :data:`PRESETS`, with overrides."""
+    """An :class:`RDEConfig` from a named schedule in :data:`PRESETS`, with overrides.
+
+    Examples:
+        >>> from rdex import preset
+        >>> cfg = preset("fast", lambda_k=40)
+        >>> cfg.steps, cfg.samples, cfg.lr, cfg.lambda_k
+        (400, 16, 0.03, 40)
+        >>> cfg.lr_at(0), round(cfg.lr_at(399), 6)  # cosine from lr to lr_final
+        (0.03, 0.0001)
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return RDEConfig(**PRESETS[name]).replace(**overrides)
@@ -295,6 +304,20 @@ class RDE:
             with the current masks (per band, ``(B, ...)``; live tensors: clone what you keep).
             Used by the time-to-quality benchmark (:mod:`rdex.bench`) to snapshot masks.
 
+    Examples:
+        RDE over the Fourier representation with zeros as obfuscation and the l2 distortion:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+        >>> x = torch.rand(2, 3, 64, 64)  # two images in [0, 1]
+        >>> from rdex import RDE, Fourier, preset
+        >>> rde = RDE(model, Fourier(), "zeros", config=preset("preview", steps=3, distortion="l2"))
+        >>> result = rde.explain(x)
+        >>> result.history["loss"].shape  # (steps, B)
+        torch.Size([3, 2])
+
     References:
         Kolek et al., ECCV 2022, Definition 3 and Algorithm 1.
     """
@@ -439,7 +462,7 @@ class RDE:
         if cfg.sample_chunk is None and x.device.type == "cpu":
             # Small chunks stay in cache: at 256x256 on an idle 2-core CPU a step with chunks of
             # 8 images took 0.51 s against 0.68 s with 16 (2 threads; 1 thread: 4 and 8 equal),
-            # README, Performance. One pass would also need memory for all B * L images.
+            # docs/performance.md. One pass would also need memory for all B * L images.
             per_chunk = max(1, _CPU_CHUNK_ELEMENTS // max(1, x[0].numel()))
             chunk = max(1, min(samples, per_chunk // batch or 1))
         elif cfg.sample_chunk is None:
