@@ -4,7 +4,7 @@
 # How good is an explanation? `rdex.metrics` scores any method, RDE masks and pixel
 # attributions alike: faithfulness curves (rate-distortion, deletion, insertion), sparsity and
 # smoothness, conciseness-preciseness and hallucination. This tutorial compares CartoonX, Pixel
-# RDE and Integrated Gradients on one image. It is small (128x128, the `preview` schedule, few
+# RDE and Integrated Gradients (IG) on one image. It is small (128x128, the `preview` schedule, few
 # curve points) so that it runs in about a minute on a CPU; the numbers are for illustration,
 # not a benchmark.
 
@@ -34,7 +34,7 @@ for name, cls in [("cartoonx", rdex.CartoonX), ("pixel-rde", rdex.PixelRDE)]:
 target = result.target
 ig = integrated_gradients(model, x, target=target, n_steps=32)
 ig = ig.sum(1, keepdim=True)  # (1, 1, H, W): the channel sum
-explanations["integrated-gradients"] = M.Explanation.from_attribution(
+explanations["IG"] = M.Explanation.from_attribution(
     "ig", x, ig, target=target
 )
 
@@ -52,10 +52,10 @@ evaluations = {
 }
 keys = ["rd_auc", "deletion_auc", "insertion_auc", "tv", "wavelet_gini",
         "cp_pixel_l1", "hallucination"]
-print(f"{'metric':>14s} {'better':>7s}" + "".join(f"{n[:12]:>13s}" for n in evaluations))
+print(f"{'metric':>14s} {'better':>7s}" + "".join(f"{n:>11s}" for n in evaluations))
 for k in keys:
     better = "higher" if M.METRIC_DIRECTIONS[k] > 0 else "lower"
-    values = "".join(f"{float(ev.scores[k][0]):13.3f}" for ev in evaluations.values())
+    values = "".join(f"{float(ev.scores[k][0]):11.3f}" for ev in evaluations.values())
     print(f"{k:>14s} {better:>7s}" + values)
 
 # %% [markdown]

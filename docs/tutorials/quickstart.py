@@ -58,7 +58,8 @@ plt.show()
 # %% [markdown]
 # From left to right: the input with the predicted label, the CartoonX explanation (a
 # piece-wise smooth picture of what the model needs to keep its decision), the mask applied to
-# the colour image, and the loss curves: the distortion falls while the mask is sparsified.
+# the colour image, and the curves per step: the loss and the mean mask value fall as the mask
+# is sparsified, while the distortion of each step is noisy (every step draws new noise).
 
 # %% [markdown]
 # ## Pixel RDE on the same image
