@@ -154,7 +154,10 @@ def _performance(tmp: Path) -> dict[str, Path]:
     for threads in ("2threads", "1thread"):
         name = f"speed-cpu-256-L64-{threads}-idle-default-malloc"
         speed = json.loads((results / name / "bench-speed.json").read_text())
-        plot_speed(speed, tmp / f"speed-{threads}.png")
+        count = threads.removesuffix("threads").removesuffix("thread")
+        plot_speed(
+            speed, tmp / f"speed-{threads}.png", title=f"CPU, 256x256, L = 64, {count} thread(s)"
+        )
         out[f"speed-{threads}.png"] = tmp / f"speed-{threads}.png"
     return out
 
