@@ -195,7 +195,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **overrides: Any) -> RDEConfig:
-    """An :class:`RDEConfig` from a named schedule in :data:`PRESETS`, with overrides."""
+    """An :class:`RDEConfig` from a named schedule in :data:`PRESETS`, with overrides.
+
+    Examples:
+        >>> from rdex import preset
+        >>> cfg = preset("fast", lambda_k=40)
+        >>> cfg.steps, cfg.samples, cfg.lr, cfg.lambda_k
+        (400, 16, 0.03, 40)
+        >>> cfg.lr_at(0), round(cfg.lr_at(399), 6)  # cosine from lr to lr_final
+        (0.03, 0.0001)
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return RDEConfig(**PRESETS[name]).replace(**overrides)
@@ -348,6 +357,20 @@ class RDE:
         callback: ``None`` or a function called after every step as ``callback(step, masks)``
             with the current masks (per band, ``(B, ...)``; live tensors: clone what you keep).
             Used by the time-to-quality benchmark (:mod:`rdex.bench`) to snapshot masks.
+
+    Examples:
+        RDE over the Fourier representation with zeros as obfuscation and the l2 distortion:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+        >>> x = torch.rand(2, 3, 64, 64)  # two images in [0, 1]
+        >>> from rdex import RDE, Fourier, preset
+        >>> rde = RDE(model, Fourier(), "zeros", config=preset("preview", steps=3, distortion="l2"))
+        >>> result = rde.explain(x)
+        >>> result.history["loss"].shape  # (steps, B)
+        torch.Size([3, 2])
 
     References:
         Kolek et al., ECCV 2022, Definition 3 and Algorithm 1.

@@ -120,6 +120,17 @@ class Wavelet(Representation):
         levels: Number of scales ``J`` (default 5, as in appendix A.2).
         mode: Padding mode (default ``"zero"``, as in appendix A.2); any mode ptwt's ``wavedec2``
             accepts (``"zero"``, ``"reflect"``, ``"periodic"``, ``"constant"``, ``"symmetric"``).
+
+    Examples:
+        >>> import torch
+        >>> from rdex import Wavelet
+        >>> x = torch.rand(1, 3, 64, 64)
+        >>> dwt = Wavelet(levels=2)
+        >>> bands = dwt.encode(x)
+        >>> [tuple(b.shape) for b in bands]  # approximation, then details from coarse to fine
+        [(1, 3, 19, 19), (1, 3, 3, 19, 19), (1, 3, 3, 34, 34)]
+        >>> torch.allclose(dwt.decode(bands, shape=x.shape[1:]), x, atol=1e-5)
+        True
     """
 
     name = "wavelet"

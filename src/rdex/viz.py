@@ -41,9 +41,13 @@ WRONG_COLOR = "tab:red"
 def _pyplot():
     import matplotlib
 
-    if os.environ.get("MPLBACKEND") is None and matplotlib.get_backend().lower() not in (
-        "agg",
-        "pdf",
+    backend = matplotlib.get_backend().lower()
+    # A backend given as "module://..." was chosen on purpose (a Jupyter kernel's inline
+    # backend, ipympl): keep it, or notebooks would show no figures.
+    if (
+        os.environ.get("MPLBACKEND") is None
+        and backend not in ("agg", "pdf")
+        and not backend.startswith("module://")
     ):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt

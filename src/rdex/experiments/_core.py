@@ -36,7 +36,7 @@ class Settings:
 
     Attributes:
         model: Classifier name for :func:`rdex.models.load_classifier`.
-        size: Image side in pixels (the paper: 256; the report here uses less, see README).
+        size: Image side in pixels (the paper: 256; the committed report uses less, see docs/how-to/reproduce-paper.md).
         preset: Optimiser schedule from :data:`rdex.rde.PRESETS` (``"paper"`` is appendix A.2).
         steps: Override of the preset's number of steps (``None``: the preset's).
         samples: Override of the preset's noise samples ``L``.

@@ -34,6 +34,24 @@ class CartoonX(MethodPreset):
         config: A full :class:`~rdex.rde.RDEConfig` instead of a preset.
         **overrides: Any other config field (``steps``, ``samples``, ``lr``, ``seed``, ...).
 
+    Examples:
+        Explain two images with a tiny classifier and a very short schedule (use
+        ``rdex.load_classifier()`` and ``preset="fast"`` or ``"paper"`` for real explanations):
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+        >>> x = torch.rand(2, 3, 64, 64)  # two images in [0, 1]
+        >>> from rdex import CartoonX
+        >>> result = CartoonX(model, preset="preview", steps=3, samples=2).explain(x)
+        >>> result.explanation.shape  # the piece-wise smooth picture, one per image
+        torch.Size([2, 1, 64, 64])
+        >>> len(result.mask)  # one mask per DWT band: approximation + 5 detail scales
+        6
+        >>> bool(((result.mask_flat >= 0) & (result.mask_flat <= 1)).all())
+        True
+
     References:
         Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, section 5 and A.1-A.2.
     """

@@ -24,6 +24,19 @@ class PixelRDE(MethodPreset):
             configuration file.
         obfuscation, distortion, config, **overrides: As for :class:`~rdex.methods.CartoonX`.
 
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+        >>> x = torch.rand(2, 3, 64, 64)  # two images in [0, 1]
+        >>> from rdex import PixelRDE
+        >>> result = PixelRDE(model, preset="preview", steps=3, samples=2).explain(x, target=1)
+        >>> result.mask[0].shape  # one entry per pixel, shared by the colour channels
+        torch.Size([2, 1, 64, 64])
+        >>> result.target.tolist()
+        [1, 1]
+
     References:
         Macdonald et al., "A Rate-Distortion Framework for Explaining Neural Network Decisions",
         2019; Kolek et al., ECCV 2022, section 3 and appendix A.2.
