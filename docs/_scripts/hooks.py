@@ -148,7 +148,8 @@ def _performance(tmp: Path) -> dict[str, Path]:
 
     results = ROOT / "benchmarks" / "results"
     out = {}
-    quality = json.loads((results / "quality-128" / "bench-quality.json").read_text())
+    studies = ROOT / "benchmarks" / "studies" / "results"
+    quality = json.loads((studies / "quality-128" / "bench-quality.json").read_text())
     plot_quality(quality, tmp / "quality-128.png", title="CartoonX time to quality, 128x128")
     out["quality-128.png"] = tmp / "quality-128.png"
     for threads in ("2threads", "1thread"):
