@@ -33,9 +33,10 @@ from torch import Tensor, nn
 from rdex.distortions import get_distortion
 from rdex.inference import freed_memory_kept
 from rdex.methods import CartoonX
-from rdex.obfuscations import make_obfuscation
+from rdex.obfuscations import forward_obfuscated, make_obfuscation
 from rdex.rde import RDEConfig, frozen
 from rdex.representations import Wavelet
+from rdex.results import greyscale_picture
 
 __all__ = [
     "ReferenceResult",
@@ -260,13 +261,15 @@ class ObjectiveEvaluator:
         target = torch.tensor([self.target], device=self.x.device)
         with frozen(self.model):
             for lo in range(0, count, self.chunk):
-                hi = min(count, lo + self.chunk)
-                mixed = [
-                    m[0] * b[0] + (1 - m[0]) * v[lo:hi]
-                    for m, b, v in zip(masks, self.bands, self.noise, strict=True)
-                ]
-                y = self.representation.decode(mixed, shape=tuple(self.x.shape[1:])).clamp(0, 1)
-                out = torch.softmax(self.model(y).float(), dim=1).unsqueeze(0)
+                out = forward_obfuscated(
+                    lambda y: torch.softmax(self.model(y).float(), dim=1),
+                    self.representation,
+                    self.bands,
+                    shape=tuple(self.x.shape[1:]),
+                    mask=masks,
+                    noise=[v[None, lo : lo + self.chunk] for v in self.noise],
+                    clip=(0.0, 1.0),
+                ).unsqueeze(0)
                 total += float(self._distortion(self.reference, out, target).sum())
         return total / count
 
@@ -315,13 +318,9 @@ def cartoon_picture(x: Tensor, mask: Sequence[Tensor], representation: Wavelet) 
     Returns:
         ``(H, W)`` float array in ``[0, 1]``.
     """
-    grey = x.mean(dim=1, keepdim=True)
-    bands = representation.encode(grey)
     with torch.no_grad():
-        pic = representation.decode(
-            [m.to(b) * b for m, b in zip(mask, bands, strict=True)], shape=tuple(grey.shape[1:])
-        )
-    return pic.clamp(0, 1)[0, 0].cpu().numpy()
+        pic = greyscale_picture(x, [m.to(x) for m in mask], representation, clip=(0.0, 1.0))
+    return pic[0, 0].cpu().numpy()
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
