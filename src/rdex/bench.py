@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from rdex.distortions import get_distortion
 from rdex.inference import freed_memory_kept
 from rdex.methods import CartoonX
+from rdex.metrics.similarity import ssim
 from rdex.obfuscations import forward_obfuscated, make_obfuscation
 from rdex.rde import RDEConfig, frozen
 from rdex.representations import Wavelet
@@ -321,13 +322,6 @@ def cartoon_picture(x: Tensor, mask: Sequence[Tensor], representation: Wavelet) 
     with torch.no_grad():
         pic = greyscale_picture(x, [m.to(x) for m in mask], representation, clip=(0.0, 1.0))
     return pic[0, 0].cpu().numpy()
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Structural similarity of two pictures in ``[0, 1]`` (scikit-image, data range 1)."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, data_range=1.0))
 
 
 def retained_overlap(a: Sequence[Tensor], b: Sequence[Tensor], threshold: float = 0.5) -> float:
