@@ -34,7 +34,7 @@ from rdex.distortions import get_distortion
 from rdex.inference import freed_memory_kept
 from rdex.methods import CartoonX
 from rdex.metrics.similarity import ssim
-from rdex.obfuscations import forward_obfuscated, make_obfuscation
+from rdex.obfuscations import make_obfuscation, obfuscate
 from rdex.rde import RDEConfig, frozen
 from rdex.representations import Wavelet
 from rdex.results import greyscale_picture
@@ -262,14 +262,14 @@ class ObjectiveEvaluator:
         target = torch.tensor([self.target], device=self.x.device)
         with frozen(self.model):
             for lo in range(0, count, self.chunk):
-                out = forward_obfuscated(
-                    lambda y: torch.softmax(self.model(y).float(), dim=1),
+                out = obfuscate(
                     self.representation,
                     self.bands,
                     shape=tuple(self.x.shape[1:]),
                     mask=masks,
                     noise=[v[None, lo : lo + self.chunk] for v in self.noise],
                     clip=(0.0, 1.0),
+                    model=lambda y: torch.softmax(self.model(y).float(), dim=1),
                 ).unsqueeze(0)
                 total += float(self._distortion(self.reference, out, target).sum())
         return total / count

@@ -7,8 +7,8 @@ strategies draw all the noise of one image and step in a single call on that ima
 ``torch.Generator``, so a batch of images gives exactly the masks of per-image runs with the same seed.
 
 :func:`obfuscate` mixes the draws into the coefficients, ``y = f(s * h + (1 - s) * v)`` clipped, and
-:func:`forward_obfuscated` runs a model on them: the optimiser, the rate-distortion metrics and the
-benchmark's scorer all obfuscate through these two functions.
+runs a model on them: the optimiser (its reference output too), the rate-distortion metrics and the
+benchmark's scorer all obfuscate through this one function.
 
 References:
     Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, section 4.1.2 and
@@ -40,7 +40,6 @@ __all__ = [
     "OBFUSCATIONS",
     "partition_stats",
     "obfuscate",
-    "forward_obfuscated",
 ]
 
 
@@ -270,8 +269,9 @@ def obfuscate(
     mask: Sequence[Tensor] | None = None,
     noise: Sequence[Tensor] | None = None,
     clip: tuple[float, float] | None = None,
+    model: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
-    """The obfuscated inputs ``y = f(s * h + (1 - s) * v)``, clipped: what the model is shown.
+    """The obfuscated inputs ``y = f(s * h + (1 - s) * v)``, clipped, or the model's outputs on them.
 
     Args:
         representation: The representation ``f``.
@@ -284,10 +284,14 @@ def obfuscate(
             draws them. ``None``: the deleted coefficients are zero, ``y = f(s * h)`` (the
             retained image, the explanations' picture).
         clip: Range ``y`` is clipped to (``None``: no clipping).
+        model: If given, ``model(y)`` is returned (e.g. probabilities ``(N, m)``). The optimiser
+            computes its reference output this way too, with ``mask=None``, so that at ``s = 1``
+            the reference and the obfuscations are bit-identical and the distortion and its
+            gradient are exactly zero there.
 
     Returns:
-        ``(B * L, ...)`` with noise (row ``b * L + l`` is draw ``l`` of input ``b``), else
-        ``(B, ...)``.
+        ``y``: ``(B * L, ...)`` with noise (row ``b * L + l`` is draw ``l`` of input ``b``), else
+        ``(B, ...)``; or ``model(y)``.
 
     References:
         Kolek et al., ECCV 2022, section 4.1 and Algorithm 1.
@@ -304,23 +308,6 @@ def obfuscate(
             s1 = s.unsqueeze(1)
             coefficients.append((s1 * h.unsqueeze(1) + (1.0 - s1) * v).flatten(0, 1))
     y = representation.decode(coefficients, shape=shape)
-    return y if clip is None else y.clamp(*clip)
-
-
-def forward_obfuscated(
-    model: Callable[[Tensor], Tensor],
-    representation: Representation,
-    bands: Sequence[Tensor],
-    *,
-    shape: InputShape,
-    mask: Sequence[Tensor] | None = None,
-    noise: Sequence[Tensor] | None = None,
-    clip: tuple[float, float] | None = None,
-) -> Tensor:
-    """The outputs of ``model`` (e.g. probabilities ``(N, m)``) for :func:`obfuscate`'s inputs.
-
-    The optimiser computes its reference output through this function too, with ``mask=None``,
-    so that at ``s = 1`` the reference and the obfuscations are bit-identical and the distortion
-    and its gradient are exactly zero there.
-    """
-    return model(obfuscate(representation, bands, shape=shape, mask=mask, noise=noise, clip=clip))
+    if clip is not None:
+        y = y.clamp(*clip)
+    return y if model is None else model(y)

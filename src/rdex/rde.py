@@ -22,7 +22,7 @@ gradients, turns into full-size steps, and ``lambda = 0`` would not give the gre
 
 :meth:`RDE._optimise` reads as Algorithm 1: ``_problem`` (coefficients, noise state, labels),
 ``_initial_masks``, then per step and image ``_image_step`` (``_distortion_grads`` over chunks of
-obfuscations through :func:`rdex.obfuscations.forward_obfuscated`, ``_penalty``), Adam, projection,
+obfuscations through :func:`rdex.obfuscations.obfuscate`, ``_penalty``), Adam, projection,
 and ``_result``. The settings live in :mod:`rdex.config`, the result and its pictures in
 :mod:`rdex.results`; both are re-exported here.
 
@@ -59,7 +59,7 @@ from rdex.checks import (
 from rdex.config import PRESETS, RDEConfig, preset
 from rdex.distortions import get_distortion
 from rdex.inference import FoldReport, fold_batchnorm
-from rdex.obfuscations import Obfuscation, ObfuscationState, forward_obfuscated, make_obfuscation
+from rdex.obfuscations import Obfuscation, ObfuscationState, make_obfuscation, obfuscate
 from rdex.representations import Representation, mask_shape
 from rdex.results import RDEResult, greyscale_picture, pictures
 from rdex.types import Distortion, ExplanationKind
@@ -469,8 +469,8 @@ class RDE:
         """The outputs ``(rows, m)`` that ``rows`` obfuscations of input ``i`` are compared with.
 
         The caller's ``reference_output``, or the model's output on the unmasked coefficients
-        through the obfuscations' own arithmetic (:func:`~rdex.obfuscations.forward_obfuscated`
-        at ``s = 1``, the same forward-pass shape), so that the distortion is exactly zero there.
+        through the obfuscations' own arithmetic (:func:`~rdex.obfuscations.obfuscate` at
+        ``s = 1``, the same forward-pass shape), so that the distortion is exactly zero there.
         """
         key = (i, rows)
         if key not in problem.references:
@@ -481,9 +481,9 @@ class RDE:
                     b[i : i + 1].expand(rows, *b.shape[1:]).contiguous() for b in problem.bands
                 ]
                 with torch.no_grad():
-                    problem.references[key] = forward_obfuscated(
-                        self._forward, self.representation, bands, shape=problem.shape,
-                        clip=self.config.clip,
+                    problem.references[key] = obfuscate(
+                        self.representation, bands, shape=problem.shape, clip=self.config.clip,
+                        model=self._forward,
                     )  # fmt: skip
         return problem.references[key]
 
@@ -505,9 +505,9 @@ class RDE:
             reference: Reference output per obfuscation, ``(n, m)``.
             target: The image's label, ``(1,)``.
         """
-        out = forward_obfuscated(
-            self._forward, self.representation, bands, shape=shape, mask=masks, noise=noise,
-            clip=self.config.clip,
+        out = obfuscate(
+            self.representation, bands, shape=shape, mask=masks, noise=noise,
+            clip=self.config.clip, model=self._forward,
         )  # fmt: skip
         n = out.shape[0]
         # Row r is compared with reference row r: one "image" per row for the distortion.

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from rdex.distortions import get_distortion
 from rdex.metrics._model import _outputs, _target_index
 from rdex.metrics.curves import Curve, _check_fractions, top_fraction_mask
-from rdex.obfuscations import Obfuscation, forward_obfuscated, make_obfuscation
+from rdex.obfuscations import Obfuscation, make_obfuscation, obfuscate
 from rdex.representations import Pixel, Representation, mask_shape
 from rdex.types import Distortion, ModelOutput
 
@@ -176,13 +176,13 @@ def obfuscated_outputs(
     state = obf.prepare(x, bands, representation)
     draws = 1 if obf.deterministic else samples
     generators = [torch.Generator(device=x.device).manual_seed(seed) for _ in range(batch)]
-    out = forward_obfuscated(
-        lambda y: _outputs(model, y, model_output, batch_size),
+    out = obfuscate(
         representation,
         bands,
         shape=tuple(x.shape[1:]),
         mask=[s.to(x) for s in mask],
         noise=obf.sample(state, draws, generators),
         clip=clip,
+        model=lambda y: _outputs(model, y, model_output, batch_size),
     )
     return out.view(batch, draws, -1)
