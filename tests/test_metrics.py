@@ -292,3 +292,20 @@ def test_evaluate_runs_in_eval_mode_and_hands_the_model_back() -> None:
     in_eval = M.evaluate(net, x, ex, samples=2, steps=4, fractions=[0, 0.5, 1]).scores
     for key, value in in_eval.items():
         assert torch.equal(in_train[key], value), key
+
+
+def test_ssim_is_scikit_images_on_the_grey_picture_for_tensors_and_arrays() -> None:
+    from skimage.metrics import structural_similarity
+
+    from rdex import bench
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 32, 32, generator=gen)
+    b = (a + 0.3 * torch.rand(3, 32, 32, generator=gen)).clamp(0, 1)
+    want = structural_similarity(a.mean(0).numpy(), b.mean(0).numpy(), data_range=1.0)
+    assert M.ssim(a, b) == float(want) < 1.0
+    assert M.ssim(a.numpy(), b.numpy()) == M.ssim(a, b)
+    assert M.ssim(a[:1], a[:1]) == 1.0
+    assert bench.ssim is M.ssim  # the benchmark scores with the same function
+    with pytest.raises(ValueError, match="picture"):
+        M.ssim(a[None], b[None])

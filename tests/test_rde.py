@@ -6,9 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from rdex.bench import cartoon_picture
+from rdex.distortions import get_distortion
 from rdex.methods import CartoonX, PixelRDE
+from rdex.metrics import obfuscated_outputs
+from rdex.obfuscations import GaussianAdaptive, obfuscate
 from rdex.rde import PRESETS, RDE, RDEConfig, preset
-from rdex.representations import Pixel, Wavelet
+from rdex.representations import Pixel, Wavelet, mask_shape
 
 
 def tiny_net(seed: int = 0, classes: int = 5) -> nn.Module:
@@ -291,3 +295,50 @@ def test_reference_output_replaces_the_models_output() -> None:
         x, reference_output=ref
     )
     assert float(r.history["distortion"][0, 0]) > 0
+
+
+def test_obfuscate_keeps_what_the_mask_keeps_and_replaces_the_rest() -> None:
+    rep, x = Wavelet(levels=3), images(2, seed=5)
+    bands, shape = rep.encode(x), tuple(x.shape[1:])
+    obf = GaussianAdaptive()
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    noise = obf.sample(obf.prepare(x, bands, rep), 3, gens)
+    ones = [torch.ones(mask_shape(b, rep.shared_dims)) for b in bands]
+    zeros = [torch.zeros_like(m) for m in ones]
+    # s = 1: every draw is the unmasked input bit for bit, computed in a pass of the same shape
+    # (the optimiser's reference output relies on it: the distortion is exactly zero there).
+    repeated = [b.repeat_interleave(3, dim=0) for b in bands]
+    kept = obfuscate(rep, bands, shape=shape, mask=ones, noise=noise, clip=(0.0, 1.0))
+    assert torch.equal(kept, obfuscate(rep, repeated, shape=shape, clip=(0.0, 1.0)))
+    # s = 0: the draws alone, row b * L + l for draw l of image b.
+    deleted = obfuscate(rep, bands, shape=shape, mask=zeros, noise=noise)
+    assert torch.equal(deleted, rep.decode([v.flatten(0, 1) for v in noise], shape=shape))
+    # Without noise the deleted coefficients are zero: the retained image f(s * h).
+    half = obfuscate(rep, bands, shape=shape, mask=[m / 2 for m in ones])
+    torch.testing.assert_close(half, rep.decode(bands, shape=shape) / 2)
+    with pytest.raises(ValueError, match="mask"):
+        obfuscate(rep, bands, shape=shape, noise=noise)
+
+
+def test_the_optimiser_and_the_metrics_obfuscate_alike() -> None:
+    # The optimiser's first-step distortion at a warm-start mask is the mean distortion the
+    # metrics measure for that mask with the same seed: the same draws, mixed the same way.
+    net, x, rep = sensitive_net(), images(2, seed=4), Wavelet(levels=3)
+    gen = torch.Generator().manual_seed(7)
+    mask = [torch.rand(mask_shape(b, rep.shared_dims), generator=gen) for b in rep.encode(x)]
+    cfg = quick(steps=1, samples=5, lambda_k=0.0)
+    result = RDE(net, rep, config=cfg).explain(x, init_mask=mask)
+    out = obfuscated_outputs(net, x, mask, representation=rep, samples=5, seed=cfg.seed)
+    with torch.no_grad():
+        probs = torch.softmax(net(x), dim=1)
+    want = get_distortion("label")(probs, out, result.target).mean(dim=1)
+    assert float(want.min()) > 1e-4  # the mask changes the output
+    torch.testing.assert_close(result.history["distortion"][0], want, rtol=1e-4, atol=1e-7)
+
+
+def test_the_benchmark_scores_the_picture_the_user_sees() -> None:
+    explainer = CartoonX(tiny_net(), config=quick(steps=5))
+    x = images(1, seed=6)
+    result = explainer.explain(x)
+    picture = cartoon_picture(x, result.mask, explainer.representation)
+    assert torch.equal(torch.from_numpy(picture), result.explanation[0, 0])

@@ -32,6 +32,8 @@ __all__ = [
     "resolve_target",
     "finite_number",
     "integer",
+    "check_model_output",
+    "check_reference_output",
 ]
 
 #: An explanation whose largest mask entry is below this is reported as (nearly) empty.
@@ -207,3 +209,35 @@ def resolve_target(
     if bool(((values < 0) | (values >= probs.shape[1])).any()):
         raise ValueError(f"target out of range [0, {probs.shape[1]}): {values.tolist()}")
     return values
+
+
+def check_model_output(probs: Tensor, batch: int) -> None:
+    """A ``ModelError`` unless the model's output for ``batch`` inputs is ``(B, m)``, a
+    ``NonFiniteError`` if it holds NaN or Inf."""
+    if probs.dim() != 2 or probs.shape[0] != batch or probs.shape[1] < 1:
+        raise ModelError(
+            f"the model must return outputs of shape (B, m) = ({batch}, m), got "
+            f"{tuple(probs.shape)}"
+        )
+    if not bool(torch.isfinite(probs).all()):
+        raise NonFiniteError(
+            "the model's output for the inputs contains NaN or Inf; nothing can be explained"
+        )
+
+
+def check_reference_output(reference_output: Tensor | None, probs: Tensor) -> Tensor | None:
+    """The caller's reference output (``(B, m)``, ``(1, m)`` or ``(m,)``) as one row per input of
+    ``probs`` (the model's outputs ``(B, m)``); a ``ValueError`` if it does not fit."""
+    if reference_output is None:
+        return None
+    batch, m = probs.shape
+    if reference_output.numel() % m:
+        raise ValueError(
+            f"reference_output of shape {tuple(reference_output.shape)} does not fit "
+            f"the model's {m} outputs"
+        )
+    given = reference_output.to(probs).reshape(-1, m)
+    given = given.expand(batch, -1) if given.shape[0] == 1 else given
+    if given.shape[0] != batch:
+        raise ValueError(f"reference_output has {given.shape[0]} rows for {batch} inputs")
+    return given

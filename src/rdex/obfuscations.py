@@ -6,6 +6,10 @@ An obfuscation is prepared once per explanation from the input and its coefficie
 strategies draw all the noise of one image and step in a single call on that image's
 ``torch.Generator``, so a batch of images gives exactly the masks of per-image runs with the same seed.
 
+:func:`obfuscate` mixes the draws into the coefficients, ``y = f(s * h + (1 - s) * v)`` clipped, and
+runs a model on them: the optimiser (its reference output too), the rate-distortion metrics and the
+benchmark's scorer all obfuscate through this one function.
+
 References:
     Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, section 4.1.2 and
     appendix A.3.2. Fong & Vedaldi, "Interpretable Explanations of Black Boxes by Meaningful
@@ -23,7 +27,7 @@ import torch
 from torch import Tensor
 
 from rdex.representations import Representation
-from rdex.types import Bands, ObfuscationName
+from rdex.types import Bands, InputShape, ObfuscationName
 
 __all__ = [
     "Obfuscation",
@@ -35,6 +39,7 @@ __all__ = [
     "make_obfuscation",
     "OBFUSCATIONS",
     "partition_stats",
+    "obfuscate",
 ]
 
 
@@ -254,3 +259,55 @@ def make_obfuscation(spec: ObfuscationName | str | Obfuscation) -> Obfuscation:
         except ValueError as exc:
             raise ValueError(f"bad argument in obfuscation {spec!r}: {exc}") from None
     return OBFUSCATIONS[name]()
+
+
+def obfuscate(
+    representation: Representation,
+    bands: Sequence[Tensor],
+    *,
+    shape: InputShape,
+    mask: Sequence[Tensor] | None = None,
+    noise: Sequence[Tensor] | None = None,
+    clip: tuple[float, float] | None = None,
+    model: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """The obfuscated inputs ``y = f(s * h + (1 - s) * v)``, clipped, or the model's outputs on them.
+
+    Args:
+        representation: The representation ``f``.
+        bands: Coefficients ``h`` per band, ``(B, ...)``.
+        shape: Shape of one input, e.g. ``(C, H, W)``.
+        mask: Mask ``s`` per band, ``(B, ...)`` with the shared dimensions of size one. ``None``:
+            the coefficients as they are (``s = 1``, the unobfuscated input after
+            ``f(encode(x))``, with the same round-off as the obfuscations).
+        noise: Perturbations ``v`` per band, ``(B, L, ...)`` as :meth:`Obfuscation.sample`
+            draws them. ``None``: the deleted coefficients are zero, ``y = f(s * h)`` (the
+            retained image, the explanations' picture).
+        clip: Range ``y`` is clipped to (``None``: no clipping).
+        model: If given, ``model(y)`` is returned (e.g. probabilities ``(N, m)``). The optimiser
+            computes its reference output this way too, with ``mask=None``, so that at ``s = 1``
+            the reference and the obfuscations are bit-identical and the distortion and its
+            gradient are exactly zero there.
+
+    Returns:
+        ``y``: ``(B * L, ...)`` with noise (row ``b * L + l`` is draw ``l`` of input ``b``), else
+        ``(B, ...)``; or ``model(y)``.
+
+    References:
+        Kolek et al., ECCV 2022, section 4.1 and Algorithm 1.
+    """
+    if mask is None:
+        if noise is not None:
+            raise ValueError("noise replaces what a mask deletes: pass a mask with it")
+        coefficients = list(bands)
+    elif noise is None:
+        coefficients = [s * h for s, h in zip(mask, bands, strict=True)]
+    else:
+        coefficients = []
+        for s, h, v in zip(mask, bands, noise, strict=True):
+            s1 = s.unsqueeze(1)
+            coefficients.append((s1 * h.unsqueeze(1) + (1.0 - s1) * v).flatten(0, 1))
+    y = representation.decode(coefficients, shape=shape)
+    if clip is not None:
+        y = y.clamp(*clip)
+    return y if model is None else model(y)

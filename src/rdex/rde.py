@@ -20,6 +20,12 @@ bit-identical and the distortion and its gradient are exactly zero: otherwise th
 ``decode(encode(x))`` and of the model (about 1e-6) is a gradient that Adam, which normalises
 gradients, turns into full-size steps, and ``lambda = 0`` would not give the greyscale image.
 
+:meth:`RDE._optimise` reads as Algorithm 1: ``_problem`` (coefficients, noise state, labels),
+``_initial_masks``, then per step and image ``_image_step`` (``_distortion_grads`` over chunks of
+obfuscations through :func:`rdex.obfuscations.obfuscate`, ``_penalty``), Adam, projection,
+and ``_result``. The settings live in :mod:`rdex.config`, the result and its pictures in
+:mod:`rdex.results`; both are re-exported here.
+
 References:
     Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, section 4.1, Algorithm 1
     and appendix A.2. Macdonald et al., "A Rate-Distortion Framework for Explaining Neural Network
@@ -29,8 +35,6 @@ References:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,16 +51,18 @@ from rdex.checks import (
     NonFiniteError,
     check_images,
     check_inputs,
+    check_model_output,
+    check_reference_output,
     explanation_warnings,
-    finite_number,
-    integer,
     resolve_target,
 )
+from rdex.config import PRESETS, RDEConfig, preset
 from rdex.distortions import get_distortion
 from rdex.inference import FoldReport, fold_batchnorm
-from rdex.obfuscations import Obfuscation, make_obfuscation
+from rdex.obfuscations import Obfuscation, ObfuscationState, make_obfuscation, obfuscate
 from rdex.representations import Representation, mask_shape
-from rdex.types import Distortion, ExplanationKind, ModelOutput, Schedule
+from rdex.results import RDEResult, greyscale_picture, pictures
+from rdex.types import Distortion, ExplanationKind
 
 __all__ = [
     "RDEConfig",
@@ -79,219 +85,6 @@ __all__ = [
 # Elements (C*H*W) per forward pass on CPU when ``sample_chunk`` is None: ~8 obfuscations of one
 # 3x256x256 image (chosen by measurement: docs/performance.md).
 _CPU_CHUNK_ELEMENTS = 8 * 3 * 256 * 256
-
-
-@dataclass(frozen=True)
-class RDEConfig:
-    """Hyperparameters of one RDE optimisation, stated the paper's way.
-
-    Attributes:
-        lambda_k: Sparsity level as ``lambda * k`` (``k`` mask entries); the penalty is
-            ``lambda_k * mean(s)``. The paper uses [20, 80] for CartoonX and [3, 20] for Pixel RDE.
-        steps: Number of optimisation steps ``N``.
-        samples: Noise samples ``L`` per step.
-        lr: Adam's learning rate (the initial one for a schedule).
-        schedule: ``"constant"`` (the paper) or ``"cosine"`` (from ``lr`` down to ``lr_final``).
-        lr_final: Final learning rate of the cosine schedule.
-        distortion: Name of a distortion in :data:`rdex.distortions.DISTORTIONS`.
-        distortion_scale: Factor on the distortion (appendix A.4 uses ``1e6``).
-        clip: Range the obfuscations are clipped to (``None``: no clipping).
-        init: Initial value of every mask entry (Algorithm 1: ones).
-        seed: Seed of the noise generators (``None``: nondeterministic).
-        model_output: ``"softmax"`` turns logits into probabilities (classifiers), ``"identity"``
-            compares raw outputs (for models that already output probabilities, or regressors).
-        sample_chunk: Largest number of obfuscations of one image sent through the model at
-            once (memory bound; the gradient is accumulated over chunks). Every forward pass
-            holds obfuscations of one image only, so an image's result does not depend on the
-            batch it is in. ``None``: automatic, all ``L`` at once on GPU; on CPU chunks of
-            about 8 obfuscations of 3x256x256 (cache-sized; measured in docs/performance.md).
-            Chunking changes results only by float summation order.
-        channels_last: Run the model in channels-last memory format: the obfuscations and
-            detached channels-last copies of the model's 4D weights (the caller's model is not
-            touched). Faster convolutions on CPU than NCHW (docs/performance.md); converting
-            only the inputs gains nothing. Results are unchanged up to float rounding.
-        fold_batchnorm: Run a copy of the model with every eval-mode BatchNorm folded into the
-            convolution before it (:func:`rdex.inference.fold_batchnorm`; checked against the
-            model on the input, else the model runs as it is). The same function up to float
-            rounding, with less forward+backward time (docs/performance.md).
-        spatial_l1: Weight of the spatial penalty: the mean absolute value of the masked greyscale
-            image ``f(s * h_grey)`` (clipped like the obfuscations), added per image to the loss
-            (ShearletX and WaveletX, Kolek et al., CVPR 2023, section 3). 0 (default): off.
-    """
-
-    lambda_k: float = 20.0
-    steps: int = 2000
-    samples: int = 64
-    lr: float = 1e-3
-    schedule: Schedule = "constant"
-    lr_final: float = 1e-4
-    distortion: str = "label"
-    distortion_scale: float = 1.0
-    clip: tuple[float, float] | None = (0.0, 1.0)
-    init: float = 1.0
-    seed: int | None = 0
-    model_output: ModelOutput = "softmax"
-    sample_chunk: int | None = None
-    channels_last: bool = True
-    fold_batchnorm: bool = True
-    spatial_l1: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("lambda_k", "lr", "lr_final", "init", "distortion_scale", "spatial_l1"):
-            finite_number(name, getattr(self, name))
-        for name in ("steps", "samples"):
-            integer(name, getattr(self, name))
-        if self.sample_chunk is not None:
-            integer("sample_chunk", self.sample_chunk)
-        if self.seed is not None and not -(2**63) <= integer("seed", self.seed) < 2**64:
-            raise ValueError(f"seed must lie in [-2**63, 2**64), got {self.seed}")
-        if self.clip is not None:
-            if len(self.clip) != 2:
-                raise ValueError(f"clip must be (low, high) or None, got {self.clip!r}")
-            low, high = (finite_number("clip", c) for c in self.clip)
-            if not low < high:
-                raise ValueError(f"clip must have low < high, got {self.clip!r}")
-        if self.distortion_scale <= 0:
-            raise ValueError(f"distortion_scale must be positive, got {self.distortion_scale}")
-        if self.model_output not in ("softmax", "identity"):
-            raise ValueError(f"unknown model_output {self.model_output!r}; softmax or identity")
-        if self.lambda_k < 0:
-            raise ValueError(f"lambda_k must be non-negative, got {self.lambda_k}")
-        if self.steps < 0 or self.samples < 1:
-            raise ValueError(f"need steps >= 0 and samples >= 1, got {self.steps}, {self.samples}")
-        if self.lr <= 0 or self.lr_final <= 0:
-            raise ValueError("learning rates must be positive")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose constant or cosine")
-        if not 0.0 <= self.init <= 1.0:
-            raise ValueError(f"init must lie in [0, 1], got {self.init}")
-        if not self.spatial_l1 >= 0:
-            raise ValueError(f"spatial_l1 must be non-negative, got {self.spatial_l1}")
-        if self.sample_chunk is not None and self.sample_chunk < 1:
-            raise ValueError("sample_chunk must be at least 1")
-        get_distortion(self.distortion)
-
-    def replace(self, **changes: Any) -> RDEConfig:
-        """A copy with some fields changed (``None`` values are ignored)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def lr_at(self, step: int) -> float:
-        """Learning rate used at ``step`` (0-based)."""
-        if self.schedule == "constant" or self.steps <= 1:
-            return self.lr
-        t = step / (self.steps - 1)
-        return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + math.cos(math.pi * t))
-
-
-#: Named optimiser schedules. ``paper`` is appendix A.2 exactly. ``fast`` anneals the learning rate
-#: (cosine from 0.03 to 1e-4) over 400 steps with 16 samples, 1/20 of the paper's model
-#: evaluations. ``preview`` is for a first look, not paper quality. How close each comes to the
-#: paper schedule, scored by the benchmark's common evaluator, is in docs/performance.md.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"steps": 2000, "samples": 64, "lr": 1e-3, "schedule": "constant"},
-    "fast": {"steps": 400, "samples": 16, "lr": 0.03, "schedule": "cosine", "lr_final": 1e-4},
-    "preview": {"steps": 100, "samples": 8, "lr": 0.1, "schedule": "cosine", "lr_final": 1e-4},
-}
-
-
-def preset(name: str, **overrides: Any) -> RDEConfig:
-    """An :class:`RDEConfig` from a named schedule in :data:`PRESETS`, with overrides.
-
-    Examples:
-        >>> from rdex import preset
-        >>> cfg = preset("fast", lambda_k=40)
-        >>> cfg.steps, cfg.samples, cfg.lr, cfg.lambda_k
-        (400, 16, 0.03, 40)
-        >>> cfg.lr_at(0), round(cfg.lr_at(399), 6)  # cosine from lr to lr_final
-        (0.03, 0.0001)
-    """
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return RDEConfig(**PRESETS[name]).replace(**overrides)
-
-
-@dataclass
-class RDEResult:
-    """Everything an RDE optimisation produced, for a batch of ``B`` inputs.
-
-    Attributes:
-        mask: Per band, the mask of shape ``(B, ...)`` (shared dimensions of size 1), in the
-            representation's band order (for wavelets: pywt's ``wavedec2`` order).
-        explanation: The picture of the explanation, ``(B, 1, H, W)`` in ``[0, 1]``: for CartoonX
-            the masked greyscale image, for Pixel RDE the mask.
-        explanation_rgb: The mask applied to every colour channel, inverted and clipped,
-            ``(B, C, H, W)``.
-        target: Explained label per input, ``(B,)``.
-        probs: Model output for the inputs (post-softmax probabilities for classifiers), ``(B, m)``.
-        history: Per-step ``distortion``, ``l1`` (mean mask value), ``loss`` and ``lr``, each
-            ``(steps, B)`` (``lr``: ``(steps,)``).
-        config: The settings used.
-        band_names: Name of every band of the representation.
-        runtime_s: Wall-clock time of the optimisation in seconds.
-        method: Name of the method that produced the result.
-        extra: Free-form metadata (representation, obfuscation, ...).
-        warnings: Per input, what makes its explanation doubtful (an empty list when nothing
-            does): a (nearly) empty mask (largest entry below :data:`EMPTY_MASK` or picture
-            below :data:`EMPTY_PICTURE`) or a target probability below
-            :data:`LOW_TARGET_PROB`, each with its likely cause and what to try.
-    """
-
-    mask: list[Tensor]
-    explanation: Tensor
-    explanation_rgb: Tensor
-    target: Tensor
-    probs: Tensor
-    history: dict[str, Tensor]
-    config: RDEConfig
-    band_names: list[str]
-    runtime_s: float
-    method: str = "rde"
-    extra: dict[str, Any] = field(default_factory=dict)
-    warnings: list[list[str]] = field(default_factory=list)
-
-    @property
-    def mask_flat(self) -> Tensor:
-        """The mask as one vector per input, ``(B, k)``."""
-        return torch.cat([m.flatten(1) for m in self.mask], dim=1)
-
-    @property
-    def target_prob(self) -> Tensor:
-        """Probability (model output) of the explained label for the original input, ``(B,)``."""
-        return self.probs.gather(1, self.target.view(-1, 1)).squeeze(1)
-
-    @property
-    def final_distortion(self) -> Tensor:
-        """Monte-Carlo distortion at the last step, ``(B,)`` (NaN after zero steps)."""
-        hist = self.history["distortion"]
-        return hist[-1] if len(hist) else torch.full((len(self),), float("nan"))
-
-    def __len__(self) -> int:
-        return int(self.target.shape[0])
-
-    def to(self, device: torch.device | str) -> RDEResult:
-        """A copy with all tensors on ``device``."""
-        return dataclasses.replace(
-            self,
-            mask=[m.to(device) for m in self.mask],
-            explanation=self.explanation.to(device),
-            explanation_rgb=self.explanation_rgb.to(device),
-            target=self.target.to(device),
-            probs=self.probs.to(device),
-        )
-
-    def __getitem__(self, i: int) -> RDEResult:
-        """The result of input ``i`` alone (batch dimension kept, of size one)."""
-        sl = slice(i, i + 1) if i >= 0 else slice(i, i + 1 or None)
-        return dataclasses.replace(
-            self,
-            mask=[m[sl] for m in self.mask],
-            explanation=self.explanation[sl],
-            explanation_rgb=self.explanation_rgb[sl],
-            target=self.target[sl],
-            probs=self.probs[sl],
-            history={k: (v if v.dim() == 1 else v[:, sl]) for k, v in self.history.items()},
-            warnings=self.warnings[sl],
-        )
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype | None:
@@ -336,6 +129,45 @@ def _warm_start(masks: list[list[Tensor]], init_mask: Sequence[Tensor]) -> None:
                 raise ValueError("init_mask values must lie in [0, 1] (and not be NaN)")
             for i, image in enumerate(masks):
                 image[j].copy_(s[i : i + 1])
+
+
+@dataclass
+class _Problem:
+    """What every step of one explanation reads: the inputs and their coefficients, the
+    obfuscation's state, the labels, and the outputs the distortion compares with."""
+
+    x: Tensor
+    bands: list[Tensor]
+    state: ObfuscationState
+    target: Tensor
+    given: Tensor | None  # the caller's reference output, one row per input
+    grey_bands: list[Tensor] | None  # for the spatial penalty
+    samples: int
+    chunk: int
+    references: dict[tuple[int, int], Tensor] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+
+def _generators(x: Tensor, seed: int | None) -> list[torch.Generator]:
+    """One noise generator per input, each seeded with ``seed``: a batch gives single runs."""
+    generators = [torch.Generator(device=x.device) for _ in range(x.shape[0])]
+    for gen in generators:
+        if seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(seed)
+    return generators
+
+
+def _project(masks: list[list[Tensor]]) -> None:
+    """Projection onto ``[0, 1]`` after every step (Algorithm 1)."""
+    with torch.no_grad():
+        for image in masks:
+            for m in image:
+                m.clamp_(0.0, 1.0)
 
 
 class RDE:
@@ -529,80 +361,15 @@ class RDE:
         desc: str | None,
         init_mask: Sequence[Tensor] | None = None,
     ) -> RDEResult:
+        """Algorithm 1 for every input: set up, then per step and per input the loss and its
+        gradient, one Adam step for all masks and the projection onto ``[0, 1]``."""
         cfg = self.config
-        rep = self.representation
         start = time.perf_counter()
-        batch = x.shape[0]
-        shape = tuple(x.shape[1:])
-        if probs.dim() != 2 or probs.shape[0] != batch or probs.shape[1] < 1:
-            raise ModelError(
-                f"the model must return outputs of shape (B, m) = ({batch}, m), got "
-                f"{tuple(probs.shape)}"
-            )
-        if not bool(torch.isfinite(probs).all()):
-            raise NonFiniteError(
-                "the model's output for the inputs contains NaN or Inf; nothing can be explained"
-            )
-        with torch.no_grad():
-            target_idx = resolve_target(self.model, probs, target)
-            given: Tensor | None = None
-            if reference_output is not None:
-                if reference_output.numel() % probs.shape[1]:
-                    raise ValueError(
-                        f"reference_output of shape {tuple(reference_output.shape)} does not fit "
-                        f"the model's {probs.shape[1]} outputs"
-                    )
-                given = reference_output.to(probs).reshape(-1, probs.shape[1])
-                given = given.expand(batch, -1) if given.shape[0] == 1 else given
-                if given.shape[0] != batch:
-                    raise ValueError(
-                        f"reference_output has {given.shape[0]} rows for {batch} inputs"
-                    )
-            bands = [b.detach() for b in rep.encode(x)]
-            state = self.obfuscation.prepare(x, bands, rep)
-            grey_bands = self._grey_bands(x) if cfg.spatial_l1 > 0 else None
-
-        # One set of mask tensors per image: Adam's state and every operation on an image's
-        # mask are then those of a run on that image alone.
-        masks = [
-            [
-                torch.full(
-                    mask_shape(b[i : i + 1], rep.shared_dims),
-                    cfg.init,
-                    device=x.device,
-                    dtype=x.dtype,
-                ).requires_grad_(True)
-                for b in bands
-            ]
-            for i in range(batch)
-        ]
-        if init_mask is not None:
-            _warm_start(masks, init_mask)
-        k = sum(m.numel() for m in masks[0])
+        problem = self._problem(x, probs, target, reference_output)
+        masks = self._initial_masks(problem, init_mask)
         optimizer = torch.optim.Adam([m for image in masks for m in image], lr=cfg.lr)
-        samples = 1 if self.obfuscation.deterministic else cfg.samples
-        chunk = self._chunk_size(x, samples)
-        generators = [torch.Generator(device=x.device) for _ in range(batch)]
-        for gen in generators:
-            if cfg.seed is None:
-                gen.seed()
-            else:
-                gen.manual_seed(cfg.seed)
-        references: dict[tuple[int, int], Tensor] = {}
-
-        def reference(i: int, rows: int) -> Tensor:
-            if (i, rows) not in references:
-                if given is not None:
-                    references[i, rows] = given[i : i + 1].expand(rows, -1)
-                else:
-                    with torch.no_grad():
-                        references[i, rows] = self._obfuscated_output(
-                            [b[i : i + 1].expand(rows, *b.shape[1:]).contiguous() for b in bands],
-                            shape,
-                        )
-            return references[i, rows]
-
-        history = torch.zeros(3, cfg.steps, batch, device=x.device)
+        generators = _generators(x, cfg.seed)
+        history = torch.zeros(3, cfg.steps, x.shape[0], device=x.device)
         lrs = torch.tensor([cfg.lr_at(i) for i in range(cfg.steps)])
         bar = None
         if progress:
@@ -612,43 +379,11 @@ class RDE:
         for step in range(cfg.steps):
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
-            noise = self.obfuscation.sample(state, samples, generators)
-            for i in range(batch):
-                mine = masks[i]
-                grads = [torch.zeros_like(m) for m in mine]
-                distortion = x.new_zeros(1)
-                for lo in range(0, samples, chunk):
-                    hi = min(samples, lo + chunk)
-                    d = self._distortion_chunk(
-                        mine,
-                        [b[i : i + 1] for b in bands],
-                        [v[i : i + 1, lo:hi] for v in noise],
-                        shape,
-                        reference(i, hi - lo),
-                        target_idx[i : i + 1],
-                    )
-                    part = d.sum(dim=1) / samples
-                    chunk_grads = torch.autograd.grad(part.sum(), mine)
-                    for acc, grad in zip(grads, chunk_grads, strict=True):
-                        acc += grad
-                    distortion += part.detach()
-                l1: Tensor = torch.stack([m.flatten(1).sum(dim=1) for m in mine]).sum(dim=0) / k
-                penalty = cfg.lambda_k * l1
-                if grey_bands is not None:
-                    grey = [g[i : i + 1] for g in grey_bands]
-                    penalty = penalty + cfg.spatial_l1 * self._spatial(mine, grey, x[i : i + 1])
-                sparsity_grads = torch.autograd.grad(penalty.sum(), mine)
-                for m, grad, grad_l1 in zip(mine, grads, sparsity_grads, strict=True):
-                    m.grad = grad + grad_l1
-                self._check_finite(distortion, mine, step, i)
-                history[0, step, i] = distortion[0]
-                history[1, step, i] = l1.detach()[0]
-                history[2, step, i] = (distortion + penalty.detach())[0]
+            noise = self.obfuscation.sample(problem.state, problem.samples, generators)
+            for i, mask in enumerate(masks):
+                history[:, step, i] = self._image_step(problem, i, mask, noise, step)
             optimizer.step()
-            with torch.no_grad():
-                for image in masks:
-                    for m in image:
-                        m.clamp_(0.0, 1.0)
+            _project(masks)
             if self.callback is not None:
                 self.callback(step, [torch.cat(band) for band in zip(*masks, strict=True)])
             if bar is not None:
@@ -657,84 +392,113 @@ class RDE:
                     bar.set_postfix(loss=f"{float(history[2, step].mean()):.4f}")
         if bar is not None:
             bar.close()
+        return self._result(problem, probs, masks, history, lrs, start)
 
-        final = [torch.cat(band).detach() for band in zip(*masks, strict=True)]
+    def _problem(
+        self, x: Tensor, probs: Tensor, target: Any, reference_output: Tensor | None
+    ) -> _Problem:
+        """Check the model's output and compute what every step reads."""
+        cfg = self.config
+        check_model_output(probs, x.shape[0])
         with torch.no_grad():
-            explanation, explanation_rgb = self._pictures(x, bands, final)
-        labels = getattr(self.model, "labels", None)
-        warnings = []
-        for i in range(batch):
-            j = int(target_idx[i])
-            warnings.append(
-                explanation_warnings(
-                    mask_max=max(float(m[i].max()) for m in final),
-                    picture_max=float(explanation[i].max()),
-                    # Raw outputs ("identity") are no probabilities: only the mask is judged.
-                    target_prob=float(probs[i, j]) if cfg.model_output == "softmax" else 1.0,
-                    label=repr(labels[j]) if labels and j < len(labels) else f"label {j}",
-                    lambda_k=cfg.lambda_k,
-                )
-            )
-        return RDEResult(
-            mask=final,
-            explanation=explanation,
-            explanation_rgb=explanation_rgb,
-            target=target_idx,
-            probs=probs,
-            history={
-                "distortion": history[0].cpu(),
-                "l1": history[1].cpu(),
-                "loss": history[2].cpu(),
-                "lr": lrs,
-            },
-            config=cfg,
-            band_names=rep.band_names(bands),
-            runtime_s=time.perf_counter() - start,
-            method=self.method,
-            extra={"representation": repr(rep), "obfuscation": repr(self.obfuscation)},
-            warnings=warnings,
-        )
+            target_idx = resolve_target(self.model, probs, target)
+            given = check_reference_output(reference_output, probs)
+            bands = [b.detach() for b in self.representation.encode(x)]
+            state = self.obfuscation.prepare(x, bands, self.representation)
+            grey_bands = None
+            if cfg.spatial_l1 > 0:
+                if x.dim() != 4:
+                    raise ValueError("the spatial penalty needs images of shape (B, C, H, W)")
+                grey = x.mean(dim=1, keepdim=True)
+                grey_bands = [b.detach() for b in self.representation.encode(grey)]
+        samples = 1 if self.obfuscation.deterministic else cfg.samples
+        chunk = self._chunk_size(x, samples)
+        return _Problem(x, bands, state, target_idx, given, grey_bands, samples, chunk)
 
-    @staticmethod
-    def _check_finite(distortion: Tensor, masks: list[Tensor], step: int, image: int) -> None:
-        """Stop with a reason when the loss or the gradient of an image is not finite."""
-        if not bool(torch.isfinite(distortion).all()):
-            raise NonFiniteError(
-                f"the distortion became {float(distortion[0])} at step {step + 1} for input "
-                f"{image}: the model returned NaN or Inf for an obfuscated input"
-            )
-        for m in masks:
-            if m.grad is not None and not bool(torch.isfinite(m.grad).all()):
-                raise NonFiniteError(
-                    f"the gradient of the mask became NaN or Inf at step {step + 1} for input "
-                    f"{image}: the model's gradient is not finite for an obfuscated input"
-                )
+    def _initial_masks(
+        self, problem: _Problem, init_mask: Sequence[Tensor] | None
+    ) -> list[list[Tensor]]:
+        """Per input, per band, a mask of ``config.init`` (or the warm start ``init_mask``).
 
-    def _obfuscated_output(self, mixed: list[Tensor], shape: tuple[int, ...]) -> Tensor:
-        """Model outputs ``(N, m)`` for coefficients ``(N, ...)``: decode, clip, forward.
-
-        The reference output goes through this very function with the unmasked coefficients, so
-        that at ``s = 1`` it is bit-identical to the outputs the distortion compares it with.
+        One set of mask tensors per image: Adam's state and every operation on an image's mask
+        are then those of a run on that image alone.
         """
-        y = self.representation.decode(mixed, shape=shape)
-        if self.config.clip is not None:
-            y = y.clamp(*self.config.clip)
-        return self._forward(y)
+        x = problem.x
+        masks = [
+            [
+                torch.full(
+                    mask_shape(b[i : i + 1], self.representation.shared_dims),
+                    self.config.init,
+                    device=x.device,
+                    dtype=x.dtype,
+                ).requires_grad_(True)
+                for b in problem.bands
+            ]
+            for i in range(x.shape[0])
+        ]
+        if init_mask is not None:
+            _warm_start(masks, init_mask)
+        return masks
 
-    def _grey_bands(self, x: Tensor) -> list[Tensor]:
-        """Coefficients of the greyscale inputs, for the spatial penalty."""
-        if x.dim() != 4:
-            raise ValueError("the spatial penalty needs images of shape (B, C, H, W)")
-        return [b.detach() for b in self.representation.encode(x.mean(dim=1, keepdim=True))]
+    def _image_step(
+        self, problem: _Problem, i: int, mask: list[Tensor], noise: list[Tensor], step: int
+    ) -> Tensor:
+        """Loss and gradient of input ``i`` at one step, the gradient written to its masks'
+        ``.grad``; returns its distortion, mean mask value and loss, ``(3,)``."""
+        grads, distortion = self._distortion_grads(problem, i, mask, noise)
+        l1, penalty = self._penalty(problem, i, mask)
+        penalty_grads = torch.autograd.grad(penalty.sum(), mask)
+        for m, grad, grad_penalty in zip(mask, grads, penalty_grads, strict=True):
+            m.grad = grad + grad_penalty
+        self._check_finite(distortion, mask, step, i)
+        return torch.stack([distortion[0], l1.detach()[0], (distortion + penalty.detach())[0]])
 
-    def _spatial(self, masks: list[Tensor], grey_bands: list[Tensor], x: Tensor) -> Tensor:
-        """Mean absolute value of the masked greyscale image per input, ``(B,)``."""
-        picture = self.representation.decode(
-            [m * b for m, b in zip(masks, grey_bands, strict=True)], shape=(1, *x.shape[2:])
-        )
-        if self.config.clip is not None:
-            picture = picture.clamp(*self.config.clip)
-        return picture.abs().flatten(1).mean(dim=1)
+    def _distortion_grads(
+        self, problem: _Problem, i: int, mask: list[Tensor], noise: list[Tensor]
+    ) -> tuple[list[Tensor], Tensor]:
+        """Monte-Carlo distortion ``(1,)`` of input ``i`` and its gradient per band, over chunks
+        of ``problem.chunk`` obfuscations (the gradient is accumulated)."""
+        samples = problem.samples
+        bands = [b[i : i + 1] for b in problem.bands]
+        grads = [torch.zeros_like(m) for m in mask]
+        distortion = problem.x.new_zeros(1)
+        for lo in range(0, samples, problem.chunk):
+            hi = min(samples, lo + problem.chunk)
+            d = self._distortion_chunk(
+                mask,
+                bands,
+                [v[i : i + 1, lo:hi] for v in noise],
+                problem.shape,
+                self._reference(problem, i, hi - lo),
+                problem.target[i : i + 1],
+            )
+            part = d.sum(dim=1) / samples
+            for acc, grad in zip(grads, torch.autograd.grad(part.sum(), mask), strict=True):
+                acc += grad
+            distortion += part.detach()
+        return grads, distortion
+
+    def _reference(self, problem: _Problem, i: int, rows: int) -> Tensor:
+        """The outputs ``(rows, m)`` that ``rows`` obfuscations of input ``i`` are compared with.
+
+        The caller's ``reference_output``, or the model's output on the unmasked coefficients
+        through the obfuscations' own arithmetic (:func:`~rdex.obfuscations.obfuscate` at
+        ``s = 1``, the same forward-pass shape), so that the distortion is exactly zero there.
+        """
+        key = (i, rows)
+        if key not in problem.references:
+            if problem.given is not None:
+                problem.references[key] = problem.given[i : i + 1].expand(rows, -1)
+            else:
+                bands = [
+                    b[i : i + 1].expand(rows, *b.shape[1:]).contiguous() for b in problem.bands
+                ]
+                with torch.no_grad():
+                    problem.references[key] = obfuscate(
+                        self.representation, bands, shape=problem.shape, clip=self.config.clip,
+                        model=self._forward,
+                    )  # fmt: skip
+        return problem.references[key]
 
     def _distortion_chunk(
         self,
@@ -754,39 +518,91 @@ class RDE:
             reference: Reference output per obfuscation, ``(n, m)``.
             target: The image's label, ``(1,)``.
         """
-        mixed = []
-        for s, h, v in zip(masks, bands, noise, strict=True):
-            s1 = s.unsqueeze(1)
-            mixed.append((s1 * h.unsqueeze(1) + (1.0 - s1) * v).flatten(0, 1))
-        out = self._obfuscated_output(mixed, shape)
+        out = obfuscate(
+            self.representation, bands, shape=shape, mask=masks, noise=noise,
+            clip=self.config.clip, model=self._forward,
+        )  # fmt: skip
         n = out.shape[0]
         # Row r is compared with reference row r: one "image" per row for the distortion.
         d = self._distortion(reference, out.unsqueeze(1), target.expand(n))
         return self.config.distortion_scale * d.view(1, n)
 
-    def _pictures(
-        self, x: Tensor, bands: list[Tensor], masks: list[Tensor]
-    ) -> tuple[Tensor, Tensor]:
-        """The explanation images: greyscale/mask/retained, and the colour version."""
-        rep = self.representation
-        shape = tuple(x.shape[1:])
-        rgb = rep.decode([m * b for m, b in zip(masks, bands, strict=True)], shape=shape)
-        if self.config.clip is not None:
-            rgb = rgb.clamp(*self.config.clip)
-        if self.explanation_kind == "greyscale" and x.dim() == 4:
-            grey = x.mean(dim=1, keepdim=True)
-            grey_bands = rep.encode(grey)
-            picture = rep.decode(
-                [m * b for m, b in zip(masks, grey_bands, strict=True)], shape=grey.shape[1:]
+    def _penalty(self, problem: _Problem, i: int, mask: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Mean mask value ``(1,)`` of input ``i`` and its penalty ``lambda_k * l1``, plus
+        ``spatial_l1`` times the mean of the masked greyscale image when that is on."""
+        cfg = self.config
+        k = sum(m.numel() for m in mask)
+        l1: Tensor = torch.stack([m.flatten(1).sum(dim=1) for m in mask]).sum(dim=0) / k
+        penalty = cfg.lambda_k * l1
+        if problem.grey_bands is not None:
+            grey = [g[i : i + 1] for g in problem.grey_bands]
+            picture = greyscale_picture(
+                problem.x[i : i + 1], mask, self.representation, clip=cfg.clip, grey_bands=grey
             )
-            if self.config.clip is not None:
-                picture = picture.clamp(*self.config.clip)
-        elif (
-            self.explanation_kind == "mask"
-            and len(masks) == 1
-            and masks[0].shape[1:] == (1, *x.shape[2:])
-        ):
-            picture = masks[0].clone()
-        else:
-            picture = rgb.mean(dim=1, keepdim=True) if rgb.dim() == 4 else rgb
-        return picture, rgb
+            penalty = penalty + cfg.spatial_l1 * picture.abs().flatten(1).mean(dim=1)
+        return l1, penalty
+
+    @staticmethod
+    def _check_finite(distortion: Tensor, masks: list[Tensor], step: int, image: int) -> None:
+        """Stop with a reason when the loss or the gradient of an image is not finite."""
+        if not bool(torch.isfinite(distortion).all()):
+            raise NonFiniteError(
+                f"the distortion became {float(distortion[0])} at step {step + 1} for input "
+                f"{image}: the model returned NaN or Inf for an obfuscated input"
+            )
+        for m in masks:
+            if m.grad is not None and not bool(torch.isfinite(m.grad).all()):
+                raise NonFiniteError(
+                    f"the gradient of the mask became NaN or Inf at step {step + 1} for input "
+                    f"{image}: the model's gradient is not finite for an obfuscated input"
+                )
+
+    def _result(
+        self,
+        problem: _Problem,
+        probs: Tensor,
+        masks: list[list[Tensor]],
+        history: Tensor,
+        lrs: Tensor,
+        start: float,
+    ) -> RDEResult:
+        """The final masks as ``(B, ...)`` per band, their pictures, warnings and history."""
+        cfg = self.config
+        rep = self.representation
+        final = [torch.cat(band).detach() for band in zip(*masks, strict=True)]
+        with torch.no_grad():
+            explanation, explanation_rgb = pictures(
+                problem.x, problem.bands, final, rep, kind=self.explanation_kind, clip=cfg.clip
+            )
+        labels = getattr(self.model, "labels", None)
+        warnings = []
+        for i, j in enumerate(problem.target.tolist()):
+            warnings.append(
+                explanation_warnings(
+                    mask_max=max(float(m[i].max()) for m in final),
+                    picture_max=float(explanation[i].max()),
+                    # Raw outputs ("identity") are no probabilities: only the mask is judged.
+                    target_prob=float(probs[i, j]) if cfg.model_output == "softmax" else 1.0,
+                    label=repr(labels[j]) if labels and j < len(labels) else f"label {j}",
+                    lambda_k=cfg.lambda_k,
+                )
+            )
+        return RDEResult(
+            mask=final,
+            explanation=explanation,
+            explanation_rgb=explanation_rgb,
+            target=problem.target,
+            probs=probs,
+            history={
+                "distortion": history[0].cpu(),
+                "l1": history[1].cpu(),
+                "loss": history[2].cpu(),
+                "lr": lrs,
+            },
+            config=cfg,
+            band_names=rep.band_names(problem.bands),
+            runtime_s=time.perf_counter() - start,
+            method=self.method,
+            extra={"representation": repr(rep), "obfuscation": repr(self.obfuscation)},
+            warnings=warnings,
+        )

@@ -16,9 +16,11 @@ from torch import Tensor, nn
 
 from rdex.distortions import get_distortion
 from rdex.methods import CartoonX
-from rdex.obfuscations import make_obfuscation
+from rdex.metrics.similarity import ssim
+from rdex.obfuscations import make_obfuscation, obfuscate
 from rdex.rde import RDEConfig, frozen
 from rdex.representations import Wavelet
+from rdex.results import greyscale_picture
 
 #: Rates (fractions of mask entries kept) of the benchmark's rate-distortion score.
 RD_FRACTIONS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
@@ -103,13 +105,15 @@ class ObjectiveEvaluator:
         target = torch.tensor([self.target], device=self.x.device)
         with frozen(self.model):
             for lo in range(0, count, self.chunk):
-                hi = min(count, lo + self.chunk)
-                mixed = [
-                    m[0] * b[0] + (1 - m[0]) * v[lo:hi]
-                    for m, b, v in zip(masks, self.bands, self.noise, strict=True)
-                ]
-                y = self.representation.decode(mixed, shape=tuple(self.x.shape[1:])).clamp(0, 1)
-                out = torch.softmax(self.model(y).float(), dim=1).unsqueeze(0)
+                out = obfuscate(
+                    self.representation,
+                    self.bands,
+                    shape=tuple(self.x.shape[1:]),
+                    mask=masks,
+                    noise=[v[None, lo : lo + self.chunk] for v in self.noise],
+                    clip=(0.0, 1.0),
+                    model=lambda y: torch.softmax(self.model(y).float(), dim=1),
+                ).unsqueeze(0)
                 total += float(self._distortion(self.reference, out, target).sum())
         return total / count
 
@@ -158,20 +162,9 @@ def cartoon_picture(x: Tensor, mask: Sequence[Tensor], representation: Wavelet) 
     Returns:
         ``(H, W)`` float array in ``[0, 1]``.
     """
-    grey = x.mean(dim=1, keepdim=True)
-    bands = representation.encode(grey)
     with torch.no_grad():
-        pic = representation.decode(
-            [m.to(b) * b for m, b in zip(mask, bands, strict=True)], shape=tuple(grey.shape[1:])
-        )
-    return pic.clamp(0, 1)[0, 0].cpu().numpy()
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Structural similarity of two pictures in ``[0, 1]`` (scikit-image, data range 1)."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, data_range=1.0))
+        pic = greyscale_picture(x, [m.to(x) for m in mask], representation, clip=(0.0, 1.0))
+    return pic[0, 0].cpu().numpy()
 
 
 def retained_overlap(a: Sequence[Tensor], b: Sequence[Tensor], threshold: float = 0.5) -> float:

@@ -13,6 +13,7 @@ a representation) or a pixel attribution ``(B, 1, H, W)`` from a gradient or pro
   (Petsiuk et al., "RISE", BMVC 2018).
 * :func:`mask_sparsity`, :func:`total_variation`, :func:`wavelet_sparsity`, :func:`wavelet_l1`:
   how sparse and how smooth an explanation is.
+* :func:`ssim`: how alike two explanation pictures are (structural similarity).
 * :func:`cp_scores`: conciseness-preciseness scores and :func:`hallucination_score`, both as
   defined by Kolek et al., "Explaining Image Classifiers with Multiscale Directional Image
   Representation" (ShearletX), CVPR 2023, section 5 (our own implementation of their definitions).
@@ -23,8 +24,8 @@ image (what the batch runner writes into its manifest).
 
 Modules: :mod:`~rdex.metrics.curves` (curve type, area, ranking, deletion and insertion),
 :mod:`~rdex.metrics.rate_distortion`, :mod:`~rdex.metrics.sparsity` (sparsity, smoothness and the
-information measures), :mod:`~rdex.metrics.cp` (CP and hallucination) and
-:mod:`~rdex.metrics.evaluation` (:class:`Explanation`, :func:`evaluate`); every public name is
+information measures), :mod:`~rdex.metrics.cp` (CP and hallucination),
+:mod:`~rdex.metrics.similarity` (SSIM) and :mod:`~rdex.metrics.evaluation` (:class:`Explanation`, :func:`evaluate`); every public name is
 re-exported here.
 
 Conventions: curves are sampled at fractions ``0 .. 1`` of the ranked entries and their area is the
@@ -59,6 +60,7 @@ from rdex.metrics.evaluation import (
     pixel_relevance,
 )
 from rdex.metrics.rate_distortion import obfuscated_outputs, rate_distortion_curve
+from rdex.metrics.similarity import ssim
 from rdex.metrics.sparsity import (
     ComplexityKind,
     complexity,
@@ -97,4 +99,5 @@ __all__ = [
     "METRIC_DIRECTIONS",
     "DEFAULT_FRACTIONS",
     "ComplexityKind",
+    "ssim",
 ]

@@ -17,7 +17,7 @@ from rdex.metrics.cp import cp_scores, hallucination_score
 from rdex.metrics.curves import Curve, deletion_curve, insertion_curve
 from rdex.metrics.rate_distortion import rate_distortion_curve
 from rdex.metrics.sparsity import mask_sparsity, total_variation, wavelet_l1, wavelet_sparsity
-from rdex.obfuscations import Obfuscation
+from rdex.obfuscations import Obfuscation, obfuscate
 from rdex.rde import frozen
 from rdex.representations import Pixel, Representation
 from rdex.types import Distortion, ModelOutput
@@ -153,9 +153,9 @@ class Explanation:
         """
         bands = representation.encode(x)
         masks = [m.to(x) for m in mask]
-        retained = representation.decode(
-            [m * b for m, b in zip(masks, bands, strict=True)], shape=tuple(x.shape[1:])
-        ).clamp(0.0, 1.0)
+        retained = obfuscate(
+            representation, bands, shape=tuple(x.shape[1:]), mask=masks, clip=(0.0, 1.0)
+        )
         return cls(
             method=method,
             relevance=pixel_relevance(masks, x, representation),

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from rdex.distortions import get_distortion
 from rdex.metrics._model import _outputs, _target_index
 from rdex.metrics.curves import Curve, _check_fractions, top_fraction_mask
-from rdex.obfuscations import Obfuscation, make_obfuscation
+from rdex.obfuscations import Obfuscation, make_obfuscation, obfuscate
 from rdex.representations import Pixel, Representation, mask_shape
 from rdex.types import Distortion, ModelOutput
 
@@ -176,12 +176,13 @@ def obfuscated_outputs(
     state = obf.prepare(x, bands, representation)
     draws = 1 if obf.deterministic else samples
     generators = [torch.Generator(device=x.device).manual_seed(seed) for _ in range(batch)]
-    noise = obf.sample(state, draws, generators)
-    mixed = []
-    for s, h, v in zip(mask, bands, noise, strict=True):
-        s1 = s.to(x).unsqueeze(1)
-        mixed.append((s1 * h.unsqueeze(1) + (1.0 - s1) * v).flatten(0, 1))
-    y = representation.decode(mixed, shape=tuple(x.shape[1:]))
-    if clip is not None:
-        y = y.clamp(*clip)
-    return _outputs(model, y, model_output, batch_size).view(batch, draws, -1)
+    out = obfuscate(
+        representation,
+        bands,
+        shape=tuple(x.shape[1:]),
+        mask=[s.to(x) for s in mask],
+        noise=obf.sample(state, draws, generators),
+        clip=clip,
+        model=lambda y: _outputs(model, y, model_output, batch_size),
+    )
+    return out.view(batch, draws, -1)
