@@ -210,4 +210,9 @@ def test_quantus_faithfulness_and_robustness_on_normalised_batches(default_model
 
 
 def test_every_baseline_is_reachable():
-    assert set(BASELINES) | set(METHODS) == set(rdex.quantus.METHOD_NAMES)
+    from rdex.captum import ATTRIBUTION_CLASSES
+
+    assert set(BASELINES) | set(ATTRIBUTION_CLASSES) == set(rdex.quantus.METHOD_NAMES)
+    for name in set(METHODS) - set(ATTRIBUTION_CLASSES):  # RDE methods without a captum class
+        with pytest.raises(ValueError, match="no attribution class"):
+            rdex.quantus.explain(nn.Flatten(), np.zeros((1, 3, 8, 8), np.float32), 0, method=name)
