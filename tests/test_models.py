@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from rdex import models
 from rdex.models import (
     DEFAULT_MODEL,
     IMAGENET_MEAN,
@@ -23,6 +22,7 @@ from rdex.models import (
     load_classifier,
     wrap_classifier,
 )
+from rdex.models import default as lite0
 from tiny_models import model_untouched
 
 
@@ -176,7 +176,7 @@ def test_default_model_recognises_cat_and_espresso():
 
 
 def test_default_weights_map_in_order_onto_timm():
-    source = torch.load(models._lite0_weights_file(), map_location="cpu", weights_only=True)
+    source = torch.load(lite0._lite0_weights_file(), map_location="cpu", weights_only=True)
     clf = load_classifier()
     state = clf.model.state_dict()
     assert torch.equal(state["conv_stem.weight"], source["_conv_stem.weight"])
@@ -185,23 +185,23 @@ def test_default_weights_map_in_order_onto_timm():
     )
     assert torch.equal(state["classifier.weight"], source["_fc.weight"])
     assert torch.equal(state["bn2.running_var"], source["_bn1.running_var"])
-    before = models._lite0_state_dict.cache_info().hits
+    before = lite0._lite0_state_dict.cache_info().hits
     load_classifier()
-    assert models._lite0_state_dict.cache_info().hits == before + 1  # cached, not re-read
+    assert lite0._lite0_state_dict.cache_info().hits == before + 1  # cached, not re-read
 
 
 def test_default_weights_with_a_wrong_shape_raise(tmp_path, monkeypatch):
-    source = torch.load(models._lite0_weights_file(), map_location="cpu", weights_only=True)
+    source = torch.load(lite0._lite0_weights_file(), map_location="cpu", weights_only=True)
     source["_blocks.0._depthwise_conv.weight"] = torch.zeros(32, 1, 5, 5)
     bad = tmp_path / "lite0.pth"
     torch.save(source, bad)
-    monkeypatch.setattr(models, "_lite0_weights_file", lambda: bad)
-    models._lite0_state_dict.cache_clear()
+    monkeypatch.setattr(lite0, "_lite0_weights_file", lambda: bad)
+    lite0._lite0_state_dict.cache_clear()
     try:
         with pytest.raises(ValueError, match="_blocks.0._depthwise_conv.weight"):
-            models._lite0_state_dict()
+            lite0._lite0_state_dict()
     finally:
-        models._lite0_state_dict.cache_clear()
+        lite0._lite0_state_dict.cache_clear()
 
 
 # --------------------------------------------------------------------------- torchvision
