@@ -213,21 +213,10 @@ def rde_config(args: argparse.Namespace, lambda_k: float | None = None) -> RDECo
     return preset(args.preset, **overrides)
 
 
-def method_choices(kind: str | None = "rde") -> str:
-    """The registered methods of a kind (all for ``None``) for ``--method`` help, aliases in
-    brackets: ``"cartoonx, pixel-rde (pixel), ..."``."""
-    from rdex.methods.registry import list_methods
-
-    return ", ".join(
-        i.name + (f" ({', '.join(i.aliases)})" if i.aliases else "")
-        for i in list_methods(kind=kind)  # type: ignore[arg-type]
-    )
-
-
 def method_names(value: str) -> list[str]:
     """Comma-separated method names, checked against the RDE methods."""
-    from rdex.methods import resolve_methods
+    from rdex.methods import method_choices, resolve_methods
 
     if not any(v.strip() for v in value.split(",")):
-        raise ValueError(f"--method {value!r} names no method; choose from {method_choices()}")
+        raise ValueError(f"--method {value!r} names no method; choose from {method_choices('rde')}")
     return list(dict.fromkeys(resolve_methods(value, kind="rde")))

@@ -9,11 +9,11 @@ from rdex.cli._common import (
     add_image_args,
     add_model_args,
     add_rde_args,
-    method_choices,
     method_names,
     pick_device,
     rde_config,
 )
+from rdex.methods import method_choices
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="cartoonx",
-        help=f"{method_choices()}, or several comma-separated (default cartoonx)",
+        help=f"{method_choices('rde')}, or several comma-separated (default cartoonx)",
     )
     p.add_argument(
         "--target",

@@ -8,14 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rdex.cli._common import (
-    add_image_args,
-    add_model_args,
-    add_rde_args,
-    method_choices,
-    pick_device,
-    rde_config,
-)
+from rdex.cli._common import add_image_args, add_model_args, add_rde_args, pick_device, rde_config
+from rdex.methods import method_choices
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--methods",
         default=default,
-        help=f"comma-separated methods in column order, of {method_choices(None)} (default "
-        f"{default})",
+        help=f"comma-separated methods in column order, of {method_choices()} (default {default})",
     )
     add_label_args(p)
     add_output_args(p, default_name="compare-IMAGES")

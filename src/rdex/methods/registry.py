@@ -40,6 +40,7 @@ __all__ = [
     "list_methods",
     "method_title",
     "method_cmap",
+    "method_choices",
     "resolve_methods",
     "paper_methods",
 ]
@@ -210,6 +211,15 @@ def method_cmap(name: str) -> str:
     return info.cmap if info else "gray"
 
 
+def method_choices(kind: MethodKind | None = None) -> str:
+    """The registered methods (of one kind if given) for help texts, aliases in brackets:
+    ``"cartoonx, pixel-rde (pixel), ..."``."""
+    return ", ".join(
+        i.name + (f" ({', '.join(i.aliases)})" if i.aliases else "")
+        for i in list_methods(kind=kind)
+    )
+
+
 def paper_methods(kind: MethodKind | None = None) -> list[str]:
     """Names of the methods of the paper's comparison (Figures 5 and 6), in order, of one kind
     if given."""
@@ -289,16 +299,6 @@ class AliasView(Mapping[str, str]):
         return len(_ALIASES)
 
 
-def _check_input(x: Tensor) -> Tensor:
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    if x.dim() != 4 or not x.is_floating_point():
-        raise ValueError(
-            f"expected float images of shape (B, C, H, W), got {tuple(x.shape)} {x.dtype}"
-        )
-    return x
-
-
 def _rde_attribution(info: MethodInfo) -> Attribution:
     def attribution(
         model: nn.Module,
@@ -311,6 +311,8 @@ def _rde_attribution(info: MethodInfo) -> Attribution:
         desc: str | None = None,
         **settings: Any,
     ) -> Tensor:
+        from rdex.baselines import _check_input
+
         explainer = info.factory(model, preset=preset, config=config, **settings)
         return explainer.explain(
             _check_input(x), target=target, progress=progress, desc=desc
