@@ -9,39 +9,7 @@ from torch import nn
 from rdex.methods import METHODS, CartoonX, PixelRDE
 from rdex.rde import PRESETS, RDE, RDEConfig, preset
 from rdex.representations import Pixel, Wavelet
-from tiny_models import model_untouched
-
-
-def tiny_net(seed: int = 0, classes: int = 5) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.AvgPool2d(4),
-        nn.Conv2d(6, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32, classes),
-    )
-
-
-class LeftHalf(nn.Module):
-    """A planted classifier that only looks at the left half of the image."""
-
-    def __init__(self, pattern: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("pattern", pattern)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        score = ((x[..., :half] - 0.5) * self.pattern[..., :half]).mean(dim=(1, 2, 3)) * 40.0
-        return torch.stack([score, -score], dim=1)
-
-
-def sensitive_net(size: int = 32) -> nn.Module:
-    """A model whose output depends strongly on its input (random nets barely do)."""
-    return LeftHalf(torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(9)))
+from tiny_models import LeftHalf, model_untouched, sensitive_net, tiny_net
 
 
 def images(n: int = 1, size: int = 32, seed: int = 0) -> torch.Tensor:

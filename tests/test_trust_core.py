@@ -22,7 +22,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.test_rde import images, sensitive_net, tiny_net
+from tests.test_rde import images
 from torch import nn
 
 import rdex
@@ -32,6 +32,7 @@ from rdex.methods import METHODS, CartoonX, PixelRDE
 from rdex.obfuscations import make_obfuscation
 from rdex.rde import RDE, ModelError, NonFiniteError, RDEConfig, preset
 from rdex.representations import Pixel
+from tiny_models import sensitive_net, tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
 RDEX = Path(rdex.__file__).resolve().parent

@@ -1,4 +1,5 @@
-"""Tiny classifiers and images for the batch and report tests (importable as ``tests.tiny_models``).
+"""The tests' small networks and images, in one place (importable as ``tiny_models`` or
+``tests.tiny_models``).
 
 ``ColourNet`` predicts the dominant colour of an image (red, green, blue), so the test images can
 be made correctly classified or misclassified on purpose. ``--model tests.tiny_models:colour_net``
@@ -46,6 +47,38 @@ class HalfNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return 8.0 * x[..., : x.shape[-1] // 2].mean(dim=(2, 3))
+
+
+def tiny_net(seed: int = 0, classes: int = 5) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(4),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, classes),
+    )
+
+
+class LeftHalf(nn.Module):
+    """A planted classifier that only looks at the left half of the image."""
+
+    def __init__(self, pattern: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("pattern", pattern)
+
+    def forward(self, x: Tensor) -> Tensor:
+        half = x.shape[-1] // 2
+        score = ((x[..., :half] - 0.5) * self.pattern[..., :half]).mean(dim=(1, 2, 3)) * 40.0
+        return torch.stack([score, -score], dim=1)
+
+
+def sensitive_net(size: int = 32) -> nn.Module:
+    """A model whose output depends strongly on its input (random nets barely do)."""
+    return LeftHalf(torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(9)))
 
 
 @contextmanager
