@@ -6,31 +6,11 @@ import os
 from collections.abc import Callable
 
 import pytest
-import torch
 from torch import nn
 
+from tiny_models import make_tiny_model  # tests/ is on sys.path (rootdir conftest)
+
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-
-def make_tiny_model(num_classes: int = 3, *, seed: int = 0) -> nn.Module:
-    """A small conv net with BatchNorm and Dropout, so that train and eval mode differ."""
-    gen = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.BatchNorm2d(6),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Dropout(0.5),
-        nn.Linear(24, num_classes),
-    )
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-        bn = net[1]
-        bn.running_mean.copy_(torch.randn(6, generator=gen) * 0.1)
-        bn.running_var.copy_(torch.rand(6, generator=gen) + 0.5)
-    return net
 
 
 @pytest.fixture

@@ -12,22 +12,21 @@ import torch
 from torch import Tensor, nn
 
 import rdex.captum
-from rdex.captum import CartoonXAttribution, PixelRDEAttribution, RDEAttribution
-from rdex.methods import CartoonX, PixelRDE
+from rdex.captum import (
+    ATTRIBUTION_CLASSES,
+    CartoonXAttribution,
+    PixelRDEAttribution,
+    RDEAttribution,
+)
+from rdex.methods import METHODS
 from rdex.metrics import pixel_relevance
 from rdex.models import wrap_classifier
 from rdex.representations import Fourier, Pixel, Wavelet
+from tiny_models import HalfNet, model_untouched
 
 matplotlib.use("Agg")
 
 TINY = {"steps": 6, "samples": 2}
-
-
-class HalfNet(nn.Module):
-    """Predicts the dominant colour of the left half of the image; the right half is ignored."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return 8.0 * x[..., : x.shape[-1] // 2].mean(dim=(2, 3))
 
 
 def test_module_is_not_captum_itself():
@@ -42,7 +41,7 @@ def test_docstring_examples_run():
     assert result.attempted > 0 and result.failed == 0
 
 
-@pytest.mark.parametrize("cls", [CartoonXAttribution, PixelRDEAttribution])
+@pytest.mark.parametrize("cls", list(ATTRIBUTION_CLASSES.values()))
 def test_attribute_is_shaped_like_inputs_and_agrees_with_rdex(tiny_classifier, cls):
     import captum.attr
 
@@ -53,7 +52,7 @@ def test_attribute_is_shaped_like_inputs_and_agrees_with_rdex(tiny_classifier, c
     attr = explainer.attribute(x, target=[0, 2])
     assert attr.shape == x.shape and attr.dtype == x.dtype and not attr.requires_grad
     # The same run through rdex's own method class gives the same mask.
-    method = CartoonX if cls is CartoonXAttribution else PixelRDE
+    method = METHODS[cls.method]
     result = method(model, preset="fast", **TINY).explain(x, target=[0, 2])
     for ours, theirs in zip(explainer.last_result.mask, result.mask, strict=True):
         torch.testing.assert_close(ours, theirs)
@@ -177,14 +176,9 @@ def test_normalisation_errors(tiny_model, tiny_classifier):
 
 def test_callers_model_is_left_as_it_was(tiny_model):
     net = tiny_model().train()
-    flags = [p.requires_grad for p in net.parameters()]
-    before = {k: v.clone() for k, v in net.state_dict().items()}
     x = torch.rand(1, 3, 32, 32) * 2 - 1
-    CartoonXAttribution(net, mean=[0.5] * 3, std=[0.5] * 3, **TINY).attribute(x)
-    assert net.training and all(m.training for m in net.modules())
-    assert [p.requires_grad for p in net.parameters()] == flags
-    for k, v in net.state_dict().items():
-        torch.testing.assert_close(v, before[k])
+    with model_untouched(net):
+        CartoonXAttribution(net, mean=[0.5] * 3, std=[0.5] * 3, **TINY).attribute(x)
 
 
 def test_model_output_with_logits_attribute(tiny_model):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.conftest import make_tiny_model
 from torch import Tensor, nn
 
 from rdex.inference import fold_batchnorm
 from rdex.methods import CartoonX
+from tiny_models import make_tiny_model
 
 
 def _randomise_batchnorms(net: nn.Module, seed: int = 0) -> nn.Module:

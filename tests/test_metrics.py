@@ -11,6 +11,7 @@ from torch import nn
 from rdex import metrics as M
 from rdex.obfuscations import Zeros
 from rdex.representations import Pixel, Wavelet
+from tiny_models import model_untouched
 
 SIZE = 32
 REGION = (slice(0, 16), slice(0, 16))
@@ -281,13 +282,11 @@ def test_evaluate_runs_in_eval_mode_and_hands_the_model_back() -> None:
         net[0].weight.copy_(torch.eye(3).view(3, 3, 1, 1))
         net[0].bias.zero_()
     net[0].bias.requires_grad_(False)
-    flags = {n: p.requires_grad for n, p in net.named_parameters()}
     x = planted_image()
     ex = M.Explanation.from_mask("perfect", x, [perfect_and_random()[0]], Pixel())
     net.train()
-    in_train = M.evaluate(net, x, ex, samples=2, steps=4, fractions=[0, 0.5, 1]).scores
-    assert net.training and all(m.training for m in net.modules())
-    assert {n: p.requires_grad for n, p in net.named_parameters()} == flags
+    with model_untouched(net):
+        in_train = M.evaluate(net, x, ex, samples=2, steps=4, fractions=[0, 0.5, 1]).scores
     net.eval()
     in_eval = M.evaluate(net, x, ex, samples=2, steps=4, fractions=[0, 0.5, 1]).scores
     for key, value in in_eval.items():

@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from rdex import models
 from rdex.models import (
     DEFAULT_MODEL,
     IMAGENET_MEAN,
@@ -23,6 +22,8 @@ from rdex.models import (
     load_classifier,
     wrap_classifier,
 )
+from rdex.models import default as lite0
+from tiny_models import model_untouched
 
 
 def _normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
@@ -86,19 +87,12 @@ def test_wrapper_freezes_parameters_but_input_gradients_flow(tiny_model):
 def test_wrapper_leaves_the_callers_model_alone(tiny_model):
     net = tiny_model().train()
     net[0].bias.requires_grad_(False)  # a mixed set of flags must survive as it is
-    flags = {n: p.requires_grad for n, p in net.named_parameters()}
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-
-    clf = wrap_classifier(net)
-    clf(torch.rand(4, 3, 8, 8)).sum()
-    with torch.no_grad():  # the wrapper owns a copy: changing it must not reach the caller
-        for p in clf.parameters():
-            p.add_(1.0)
-
-    assert net.training and all(m.training for m in net.modules())
-    assert {n: p.requires_grad for n, p in net.named_parameters()} == flags
-    for k, v in net.state_dict().items():
-        assert torch.equal(v, state[k]), k
+    with model_untouched(net):
+        clf = wrap_classifier(net)
+        clf(torch.rand(4, 3, 8, 8)).sum()
+        with torch.no_grad():  # the wrapper owns a copy: changing it must not reach the caller
+            for p in clf.parameters():
+                p.add_(1.0)
 
 
 def test_wrapper_follows_the_input_dtype_and_rejects_wrong_channels(tiny_model):
@@ -182,7 +176,7 @@ def test_default_model_recognises_cat_and_espresso():
 
 
 def test_default_weights_map_in_order_onto_timm():
-    source = torch.load(models._lite0_weights_file(), map_location="cpu", weights_only=True)
+    source = torch.load(lite0._lite0_weights_file(), map_location="cpu", weights_only=True)
     clf = load_classifier()
     state = clf.model.state_dict()
     assert torch.equal(state["conv_stem.weight"], source["_conv_stem.weight"])
@@ -191,23 +185,23 @@ def test_default_weights_map_in_order_onto_timm():
     )
     assert torch.equal(state["classifier.weight"], source["_fc.weight"])
     assert torch.equal(state["bn2.running_var"], source["_bn1.running_var"])
-    before = models._lite0_state_dict.cache_info().hits
+    before = lite0._lite0_state_dict.cache_info().hits
     load_classifier()
-    assert models._lite0_state_dict.cache_info().hits == before + 1  # cached, not re-read
+    assert lite0._lite0_state_dict.cache_info().hits == before + 1  # cached, not re-read
 
 
 def test_default_weights_with_a_wrong_shape_raise(tmp_path, monkeypatch):
-    source = torch.load(models._lite0_weights_file(), map_location="cpu", weights_only=True)
+    source = torch.load(lite0._lite0_weights_file(), map_location="cpu", weights_only=True)
     source["_blocks.0._depthwise_conv.weight"] = torch.zeros(32, 1, 5, 5)
     bad = tmp_path / "lite0.pth"
     torch.save(source, bad)
-    monkeypatch.setattr(models, "_lite0_weights_file", lambda: bad)
-    models._lite0_state_dict.cache_clear()
+    monkeypatch.setattr(lite0, "_lite0_weights_file", lambda: bad)
+    lite0._lite0_state_dict.cache_clear()
     try:
         with pytest.raises(ValueError, match="_blocks.0._depthwise_conv.weight"):
-            models._lite0_state_dict()
+            lite0._lite0_state_dict()
     finally:
-        models._lite0_state_dict.cache_clear()
+        lite0._lite0_state_dict.cache_clear()
 
 
 # --------------------------------------------------------------------------- torchvision

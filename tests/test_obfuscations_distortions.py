@@ -100,12 +100,20 @@ def test_make_obfuscation_parses_names_and_rejects_unknown() -> None:
         make_obfuscation("blur:x")
 
 
-@pytest.mark.parametrize("name", ["label", "l2", "kl"])
+@pytest.mark.parametrize("name", list(DISTORTIONS))
 def test_distortion_of_identical_outputs_is_zero(name: str) -> None:
+    target = torch.tensor([0, 5, 9])
     probs = torch.softmax(torch.randn(3, 10), dim=1)
-    d = DISTORTIONS[name](probs, probs.unsqueeze(1).expand(3, 4, 10), torch.tensor([0, 5, 9]))
-    assert d.shape == (3, 4)
-    torch.testing.assert_close(d, torch.zeros(3, 4), atol=1e-7, rtol=0)
+    others = torch.softmax(torch.randn(3, 4, 10), dim=1)
+    d = DISTORTIONS[name](probs, others, target)
+    assert d.shape == (3, 4) and bool((d >= 0).all()) and bool(torch.isfinite(d).all())
+    # Kept output that is sure of the label: zero for every distortion.
+    sure = torch.nn.functional.one_hot(target, 10).float()
+    zero = DISTORTIONS[name](sure, sure.unsqueeze(1).expand(3, 4, 10), target)
+    torch.testing.assert_close(zero, torch.zeros(3, 4), atol=1e-7, rtol=0)
+    if name != "max-label":  # it asks for probability one, not for the same output
+        d = DISTORTIONS[name](probs, probs.unsqueeze(1).expand(3, 4, 10), target)
+        torch.testing.assert_close(d, torch.zeros(3, 4), atol=1e-7, rtol=0)
 
 
 def test_distortions_against_hand_computed_values() -> None:

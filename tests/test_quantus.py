@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import quantus  # the quantus extra: pip install 'rdex[quantus]' (make test installs it)
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 import rdex.quantus
 from rdex.baselines import ATTRIBUTIONS, BASELINES
 from rdex.methods import METHODS
 from rdex.metrics import gini_index
 from rdex.models import wrap_classifier
+from tiny_models import HalfNet
 
 TINY_RDE = {"steps": 6, "samples": 2}
 TINY_BASELINE = {"integrated-gradients": {"n_steps": 4}, "smoothgrad": {"samples": 2}}
@@ -23,13 +24,6 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def tiny_settings(method: str) -> dict:
     return dict(TINY_RDE) if method in METHODS else dict(TINY_BASELINE.get(method, {}))
-
-
-class HalfNet(nn.Module):
-    """Predicts the dominant colour of the left half of the image; the right half is ignored."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return 8.0 * x[..., : x.shape[-1] // 2].mean(dim=(2, 3))
 
 
 def half_images(batch: int = 2, size: int = 32) -> np.ndarray:
@@ -210,4 +204,9 @@ def test_quantus_faithfulness_and_robustness_on_normalised_batches(default_model
 
 
 def test_every_baseline_is_reachable():
-    assert set(BASELINES) | set(METHODS) == set(rdex.quantus.METHOD_NAMES)
+    from rdex.captum import ATTRIBUTION_CLASSES
+
+    assert set(BASELINES) | set(ATTRIBUTION_CLASSES) == set(rdex.quantus.METHOD_NAMES)
+    for name in set(METHODS) - set(ATTRIBUTION_CLASSES):  # RDE methods without a captum class
+        with pytest.raises(ValueError, match="no attribution class"):
+            rdex.quantus.explain(nn.Flatten(), np.zeros((1, 3, 8, 8), np.float32), 0, method=name)

@@ -22,15 +22,17 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.test_rde import images, sensitive_net, tiny_net
+from tests.test_rde import images
 from torch import nn
 
 import rdex
 from rdex.cli import main
-from rdex.methods import CartoonX, PixelRDE
+from rdex.distortions import DISTORTIONS
+from rdex.methods import METHODS, CartoonX, PixelRDE
 from rdex.obfuscations import make_obfuscation
 from rdex.rde import RDE, ModelError, NonFiniteError, RDEConfig, preset
 from rdex.representations import Pixel
+from tiny_models import sensitive_net, tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
 RDEX = Path(rdex.__file__).resolve().parent
@@ -180,7 +182,8 @@ def test_batch_distortion_changes_the_masks(tmp_path: Path) -> None:
 # 2. lambda = 0 is the greyscale image
 
 
-@pytest.mark.parametrize("distortion", ["label", "l2", "kl"])
+# Every distortion that compares Phi(y) with Phi(x); "max-label" asks for probability one instead.
+@pytest.mark.parametrize("distortion", [d for d in DISTORTIONS if d != "max-label"])
 def test_distortion_and_gradient_are_exactly_zero_for_the_unmasked_input(distortion: str) -> None:
     # lambda = 0 and the fast learning rate: any round-off gradient would move the mask.
     x = images(2, size=64, seed=3)
@@ -220,7 +223,23 @@ def dense_net(size: int = 32, gain: float = 30.0) -> nn.Module:
     return net
 
 
-@pytest.mark.parametrize("method", [CartoonX, PixelRDE])
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param(
+            m,
+            id=name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="ShearletX's batched masks differ from per-image runs by one float32 ulp "
+                "(1.2e-7): the shearlet transform's batch rounding, not yet made batch-invariant",
+            ),
+        )
+        if name == "shearletx"
+        else pytest.param(m, id=name)
+        for name, m in METHODS.items()
+    ],
+)
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_batch_is_bit_identical_to_per_image_runs_at_fast_learning_rates(
     method: type, chunk: int | None

@@ -1,4 +1,4 @@
-"""Baseline attribution methods and one registry for every method, the RDE ones included.
+"""Baseline attribution methods, registered beside the RDE methods (:mod:`rdex.methods.registry`).
 
 The paper compares CartoonX with Pixel RDE, Integrated Gradients, SmoothGrad, Guided Backprop and
 LRP (section 5.2, appendix A.2). The baselines are computed by the libraries practitioners trust:
@@ -33,12 +33,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from rdex.rde import RDEConfig, frozen, resolve_target
+from rdex.methods.registry import (
+    AliasView,
+    Attribution,
+    RegistryView,
+    get_method,
+    method_title,
+    register_method,
+    resolve_methods,
+)
+from rdex.rde import frozen, resolve_target
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -93,14 +102,6 @@ class BaselineWarning(UserWarning):
     """A baseline ran but part of its definition does not apply to the model."""
 
 
-class Attribution(Protocol):
-    """The common signature of all methods in :data:`ATTRIBUTIONS`."""
-
-    def __call__(
-        self, model: nn.Module, x: Tensor, *, target: Any = None, **settings: Any
-    ) -> Tensor: ...
-
-
 def _check_input(x: Tensor) -> Tensor:
     if x.dim() == 3:
         x = x.unsqueeze(0)
@@ -144,6 +145,13 @@ def reduce_channels(attr: Tensor, channels: ChannelReduction = "sum") -> Tensor:
     )
 
 
+@register_method(
+    "integrated-gradients",
+    title="Integrated Gradients",
+    kind="attribution",
+    aliases=("ig",),
+    paper=True,
+)
 def integrated_gradients(
     model: nn.Module,
     x: Tensor,
@@ -180,6 +188,7 @@ def integrated_gradients(
     return attr.detach()
 
 
+@register_method("smoothgrad", title="SmoothGrad", kind="attribution", aliases=("sg",), paper=True)
 def smoothgrad(
     model: nn.Module,
     x: Tensor,
@@ -233,6 +242,9 @@ def unguided_activations(model: nn.Module) -> dict[str, int]:
     return counts
 
 
+@register_method(
+    "guided-backprop", title="Guided Backprop", kind="attribution", aliases=("gb",), paper=True
+)
 def guided_backprop(model: nn.Module, x: Tensor, *, target: Any = None) -> Tensor:
     """Guided Backprop (captum): gradients with negative signals stopped at every ReLU module.
 
@@ -313,6 +325,7 @@ LRP_TRANSFORMER_NEEDS = (
 )
 
 
+@register_method("lrp", title="LRP", kind="attribution", paper=True)
 def lrp(
     model: nn.Module,
     x: Tensor,
@@ -406,116 +419,29 @@ def lrp(
     return relevance
 
 
-def _baseline_entry(fn: Callable[..., Tensor]) -> Attribution:
-    def attribution(
-        model: nn.Module,
-        x: Tensor,
-        *,
-        target: Any = None,
-        channels: ChannelReduction = "sum",
-        **settings: Any,
-    ) -> Tensor:
-        return reduce_channels(fn(model, x, target=target, **settings), channels)
+#: The baselines by name (``fn(model, x, *, target=None, **settings) -> (B, C, H, W)``): a live
+#: view of the registry (``kind="attribution"``).
+BASELINES: RegistryView[Callable[..., Tensor]] = RegistryView(
+    lambda info: info.factory, kind="attribution"
+)
 
-    attribution.__name__ = fn.__name__
-    attribution.__doc__ = (
-        f"``{fn.__name__}`` reduced to a per-pixel map ``(B, 1, H, W)`` (``channels``: see "
-        f":func:`reduce_channels`; other settings go to :func:`{fn.__name__}`)."
-    )
-    return attribution
+#: Every method, RDE ones included, under the common signature
+#: ``(model, x, *, target=None, **settings) -> (B, 1, H, W)``: a live view of the registry.
+ATTRIBUTIONS: RegistryView[Attribution] = RegistryView(lambda info: info.attribution)
 
 
-def _rde_entry(method: str) -> Attribution:
-    def attribution(
-        model: nn.Module,
-        x: Tensor,
-        *,
-        target: Any = None,
-        config: RDEConfig | None = None,
-        preset: str = "fast",
-        progress: bool = False,
-        desc: str | None = None,
-        **settings: Any,
-    ) -> Tensor:
-        from rdex.methods import METHODS
-
-        explainer = METHODS[method](model, preset=preset, config=config, **settings)
-        return explainer.explain(
-            _check_input(x), target=target, progress=progress, desc=desc
-        ).explanation
-
-    attribution.__name__ = method.replace("-", "_")
-    attribution.__doc__ = (
-        f"The {method} explanation picture ``(B, 1, H, W)``; ``config`` (an RDEConfig) or ``preset`` "
-        "(default 'fast') plus overrides such as ``lambda_k``, ``steps``, ``obfuscation``, "
-        "``distortion``; ``progress`` shows a bar with the current loss."
-    )
-    return attribution
-
-
-#: The baselines of the paper, by name.
-BASELINES: dict[str, Callable[..., Tensor]] = {
-    "integrated-gradients": integrated_gradients,
-    "smoothgrad": smoothgrad,
-    "guided-backprop": guided_backprop,
-    "lrp": lrp,
-}
-
-#: Every method under the common signature ``(model, x, *, target=None, **settings) -> (B, 1, H, W)``.
-ATTRIBUTIONS: dict[str, Attribution] = {
-    "cartoonx": _rde_entry("cartoonx"),
-    "pixel-rde": _rde_entry("pixel-rde"),
-    **{name: _baseline_entry(fn) for name, fn in BASELINES.items()},
-}
-
-#: Short names accepted by :func:`resolve_methods`.
-ALIASES = {
-    "ig": "integrated-gradients",
-    "sg": "smoothgrad",
-    "gb": "guided-backprop",
-    "pixel": "pixel-rde",
-}
-
-_LABELS = {
-    "cartoonx": "CartoonX",
-    "pixel-rde": "Pixel RDE",
-    "integrated-gradients": "Integrated Gradients",
-    "smoothgrad": "SmoothGrad",
-    "guided-backprop": "Guided Backprop",
-    "lrp": "LRP",
-}
+#: Short names accepted by :func:`resolve_methods` (``"ig"``), a live view of the registry.
+ALIASES: AliasView = AliasView()
 
 
 def method_label(name: str) -> str:
-    """Display name of a method (figure titles)."""
-    return _LABELS.get(name, name)
-
-
-def resolve_methods(value: str | Sequence[str]) -> list[str]:
-    """Method names from a comma-separated string or a list, aliases expanded, checked.
-
-    Raises:
-        ValueError: For an unknown name.
-    """
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = []
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        name = ALIASES.get(item, item)
-        if name not in ATTRIBUTIONS:
-            raise ValueError(
-                f"unknown method {item!r}; choose from {', '.join(ATTRIBUTIONS)} (or {', '.join(ALIASES)})"
-            )
-        names.append(name)
-    if not names:
-        raise ValueError("no methods given")
-    return names
+    """Display title of a method (figure titles); see :func:`rdex.methods.method_title`."""
+    return method_title(name)
 
 
 def get_attribution(name: str) -> Attribution:
-    """The registry entry of a method name or alias."""
-    return ATTRIBUTIONS[resolve_methods(name)[0]]
+    """The common-signature callable of a method name or alias."""
+    return get_method(name).attribution
 
 
 #: Cheap settings for applicability checks: whether a method runs and is valid on a model, not the

@@ -36,14 +36,21 @@ from captum.attr import Attribution
 from torch import Tensor, nn
 
 from rdex._interop import InputSpace, captum_target
-from rdex.methods import CartoonX, PixelRDE
+from rdex.methods import CartoonX, PixelRDE, get_method
 from rdex.metrics import pixel_relevance
 from rdex.obfuscations import Obfuscation
 from rdex.rde import RDE, RDEConfig, RDEResult, preset
 from rdex.representations import Pixel, Representation, Wavelet
 from rdex.types import Distortion, ExplanationKind
 
-__all__ = ["AttributionValues", "RDEAttribution", "CartoonXAttribution", "PixelRDEAttribution"]
+__all__ = [
+    "AttributionValues",
+    "RDEAttribution",
+    "CartoonXAttribution",
+    "PixelRDEAttribution",
+    "ATTRIBUTION_CLASSES",
+    "attribution_class",
+]
 
 #: What :meth:`RDEAttribution.attribute` returns; see the module docstring.
 AttributionValues = Literal["share", "picture", "retained"]
@@ -247,7 +254,7 @@ class CartoonXAttribution(RDEAttribution):
         torch.Size([2, 3, 32, 32])
     """
 
-    method = "cartoonx"
+    method = CartoonX.method
     default_lambda_k = CartoonX.default_lambda_k
 
     def __init__(
@@ -294,7 +301,7 @@ class PixelRDEAttribution(RDEAttribution):
         **settings: :class:`~rdex.rde.RDEConfig` fields; ``lambda_k`` defaults to Pixel RDE's 4.
     """
 
-    method = "pixel-rde"
+    method = PixelRDE.method
     default_lambda_k = PixelRDE.default_lambda_k
 
     def __init__(
@@ -316,12 +323,21 @@ class PixelRDEAttribution(RDEAttribution):
         )
 
 
+#: The captum classes of the RDE methods that have one, by registry name.
+ATTRIBUTION_CLASSES: dict[str, type[RDEAttribution]] = {
+    cls.method: cls for cls in (CartoonXAttribution, PixelRDEAttribution)
+}
+
+
 def attribution_class(method: str) -> type[RDEAttribution]:
-    """The attribution class of an RDE method name (``"cartoonx"``, ``"pixel-rde"``)."""
-    classes: dict[str, type[RDEAttribution]] = {
-        "cartoonx": CartoonXAttribution,
-        "pixel-rde": PixelRDEAttribution,
-    }
-    if method not in classes:
-        raise ValueError(f"no attribution class for {method!r}; choose from {', '.join(classes)}")
-    return classes[method]
+    """The attribution class of an RDE method name or alias (``"cartoonx"``, ``"pixel-rde"``).
+
+    Raises:
+        ValueError: For an unknown method, or one without a captum class.
+    """
+    name = get_method(method).name
+    if name not in ATTRIBUTION_CLASSES:
+        raise ValueError(
+            f"no attribution class for {method!r}; choose from {', '.join(ATTRIBUTION_CLASSES)}"
+        )
+    return ATTRIBUTION_CLASSES[name]

@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from rdex.baselines import ATTRIBUTIONS, BaselineWarning, UnsupportedModelError, resolve_methods
-from rdex.rde import RDEConfig, frozen, preset, resolve_target
+from rdex.methods.registry import RegistryView, get_method, paper_methods
+from rdex.rde import RDEConfig, frozen, resolve_target
 
 __all__ = [
     "RDE_METHODS",
@@ -50,8 +51,9 @@ __all__ = [
     "default_lambda_k",
 ]
 
-#: Methods whose registry entry returns an RDE explanation picture rather than an attribution.
-RDE_METHODS = ("cartoonx", "pixel-rde")
+#: Methods whose registry entry returns an RDE explanation picture rather than an attribution
+#: (a live view of :mod:`rdex.methods.registry`, ``kind="rde"``).
+RDE_METHODS: RegistryView[Any] = RegistryView(lambda info: info.factory, kind="rde")
 
 SweepParam = Literal["lambda-k", "obfuscation", "distortion"]
 
@@ -61,9 +63,7 @@ Cell = Tensor | str
 
 def default_lambda_k(method: str) -> float:
     """The default sparsity ``lambda_k`` of an RDE method (CartoonX 20, Pixel RDE 4)."""
-    from rdex.methods import METHODS
-
-    value = getattr(METHODS[method], "default_lambda_k", None)
+    value = get_method(method).default_lambda_k
     if value is None:
         raise ValueError(f"{method!r} is not an RDE method")
     return float(value)
@@ -159,7 +159,7 @@ class Comparison:
 def compare_methods(
     model: nn.Module,
     x: Tensor,
-    methods: str | Sequence[str] = tuple(ATTRIBUTIONS),
+    methods: str | Sequence[str] | None = None,
     *,
     target: Any = None,
     names: Sequence[str] | None = None,
@@ -172,7 +172,7 @@ def compare_methods(
         model: Classifier on images in ``[0, 1]``.
         x: Images ``(B, C, H, W)``.
         methods: Names in :data:`rdex.baselines.ATTRIBUTIONS` (or aliases), comma-separated or a
-            list; default all six.
+            list; default the paper's comparison (:func:`rdex.methods.paper_methods`).
         target: Label per image to explain (index, name, list, tensor); the prediction by default.
         names: Display name per image.
         settings: Per method, keyword settings for its registry entry (e.g. ``{"cartoonx":
@@ -182,7 +182,7 @@ def compare_methods(
     Returns:
         A :class:`Comparison`.
     """
-    methods = resolve_methods(methods)
+    methods = resolve_methods(paper_methods() if methods is None else methods)
     x, probs, targets, names = _batch(model, x, target, names)
     maps: dict[str, list[Cell]] = {m: [] for m in methods}
     notes: dict[str, str] = {}
@@ -383,7 +383,7 @@ def sweep(
     outer = _bar(len(x) * sum(len(v) for v in per_method.values()), f"sweep {param}", progress)
     for m in methods:
         cls = METHODS[m]
-        base = configs.get(m) or preset("fast", lambda_k=default_lambda_k(m))
+        base = configs.get(m) or get_method(m).config("fast")
         for value in per_method[m]:
             cfg, obf = base, obfuscation
             if param == "lambda-k":

@@ -373,6 +373,6 @@ def dwt_figure(
         ax.set_title(name, fontsize=9)
     if explanation is not None:
         exp = torch.as_tensor(np.asarray(explanation, dtype=np.float32))
-        show_image(axes[-1], exp, title="CartoonX")
+        show_image(axes[-1], exp, title=method_label("cartoonx"))
     _finish(fig, title)
     return fig

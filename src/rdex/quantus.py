@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from rdex._interop import InputSpace, captum_target
 from rdex.baselines import ATTRIBUTIONS, BASELINES, ChannelReduction, resolve_methods
+from rdex.captum import ATTRIBUTION_CLASSES, attribution_class
 from rdex.methods import METHODS
 
 __all__ = ["explain", "METHOD_NAMES"]
@@ -49,8 +50,11 @@ __all__ = ["explain", "METHOD_NAMES"]
 # back; values further out mean a normalised batch given without its normalisation.
 _PERTURBED_MARGIN = 0.5
 
-#: Every method :func:`explain` takes (aliases such as ``ig`` and ``sg`` work too).
-METHOD_NAMES: tuple[str, ...] = tuple(ATTRIBUTIONS)
+#: Every method :func:`explain` takes (aliases such as ``ig`` and ``sg`` work too): the baselines
+#: and the RDE methods with a captum class (:data:`rdex.captum.ATTRIBUTION_CLASSES`).
+METHOD_NAMES: tuple[str, ...] = tuple(
+    name for name in ATTRIBUTIONS if name in BASELINES or name in ATTRIBUTION_CLASSES
+)
 
 
 def _as_tensor(inputs: Any, device: torch.device) -> Tensor:
@@ -134,8 +138,6 @@ def explain(
             )
         x_in = x_in.clamp(0.0, 1.0)  # a perturbed copy of a [0, 1] image
     if name in METHODS:
-        from rdex.captum import attribution_class
-
         explainer = attribution_class(name)(
             model, mean=mean, std=std, normalise=normalise, **settings
         )

@@ -27,16 +27,12 @@ import jinja2
 
 from rdex.batch import latest_records, read_manifest
 from rdex.io import atomic_write_text, display_name
+from rdex.methods.registry import RegistryView
 
 __all__ = ["METHOD_TITLES", "ImageCard", "collect_cards", "render_report", "write_report"]
 
-#: Display names of the methods.
-METHOD_TITLES = {
-    "cartoonx": "CartoonX",
-    "pixel-rde": "Pixel RDE",
-    "shearletx": "ShearletX",
-    "waveletx": "WaveletX",
-}
+#: Display names of the methods (a live view of :mod:`rdex.methods.registry`).
+METHOD_TITLES: RegistryView[str] = RegistryView(lambda info: info.title)
 
 REPORT_NAME = "index.html"
 

@@ -166,7 +166,9 @@ def show_unavailable(
 
 def explanation_cmap(method: str) -> str:
     """Colour map of a method's explanation picture."""
-    return "viridis" if method == "pixel-rde" else "gray"
+    from rdex.methods.registry import method_cmap
+
+    return method_cmap(method)
 
 
 def explanation_figure(
@@ -204,11 +206,9 @@ def explanation_figure(
         title=f"{name(pred)} ({probs[pred]:.1%})",
         color=label_color(pred, true_label),
     )
-    what = (
-        "CartoonX"
-        if r.method == "cartoonx"
-        else ("Pixel RDE" if r.method == "pixel-rde" else r.method)
-    )
+    from rdex.methods.registry import method_title
+
+    what = method_title(r.method)
     show_image(
         axes[1],
         r.explanation[0],

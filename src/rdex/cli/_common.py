@@ -215,12 +215,8 @@ def rde_config(args: argparse.Namespace, lambda_k: float | None = None) -> RDECo
 
 def method_names(value: str) -> list[str]:
     """Comma-separated method names, checked against the RDE methods."""
-    from rdex.methods import METHODS
+    from rdex.methods import method_choices, resolve_methods
 
-    names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
-    if not names:
-        raise ValueError(f"--method {value!r} names no method; choose from {', '.join(METHODS)}")
-    for n in names:
-        if n not in METHODS:
-            raise ValueError(f"unknown method {n!r}; choose from {', '.join(METHODS)}")
-    return names
+    if not any(v.strip() for v in value.split(",")):
+        raise ValueError(f"--method {value!r} names no method; choose from {method_choices('rde')}")
+    return list(dict.fromkeys(resolve_methods(value, kind="rde")))

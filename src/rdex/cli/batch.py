@@ -13,6 +13,7 @@ from rdex.cli._common import (
     pick_device,
     rde_config,
 )
+from rdex.methods import method_choices
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="cartoonx",
-        help="cartoonx, pixel-rde, shearletx, waveletx, or several comma-separated (default cartoonx)",
+        help=f"{method_choices('rde')}, or several comma-separated (default cartoonx)",
     )
     p.add_argument(
         "--target",
@@ -106,14 +107,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rdex.batch import RayOptions, run_batch
-    from rdex.methods import METHODS
+    from rdex.methods import get_method
 
     methods = method_names(args.method)
     if not methods:
         raise ValueError("--method names no method")
-    configs = {
-        m: rde_config(args, lambda_k=getattr(METHODS[m], "default_lambda_k", None)) for m in methods
-    }
+    configs = {m: rde_config(args, lambda_k=get_method(m).default_lambda_k) for m in methods}
     use_ray = args.ray or args.ray_address is not None
     ray_options = None
     device = None

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rdex.cli._common import add_image_args, add_model_args, add_rde_args, pick_device, rde_config
-
-DEFAULT_METHODS = "cartoonx,pixel-rde,integrated-gradients,smoothgrad,guided-backprop,lrp"
+from rdex.methods import method_choices
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,10 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--pdf) and NAME.npz with every map (rdex.figures.load_comparison reads it).",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    from rdex.methods import paper_methods
+
+    default = ",".join(paper_methods())
     p.add_argument(
         "--methods",
-        default=DEFAULT_METHODS,
-        help=f"comma-separated methods in column order (default {DEFAULT_METHODS}; aliases ig, sg, gb)",
+        default=default,
+        help=f"comma-separated methods in column order, of {method_choices()} (default {default})",
     )
     add_label_args(p)
     add_output_args(p, default_name="compare-IMAGES")

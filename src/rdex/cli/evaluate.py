@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from rdex.cli._common import add_image_args, add_model_args, add_rde_args, pick_device, rde_config
+from rdex.methods import method_choices
 
 #: Metrics shown in the bar chart.
 FIGURE_METRICS = (
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="cartoonx,pixel-rde",
-        help="for images: comma-separated methods, e.g. cartoonx,pixel-rde,ig,smoothgrad,guided-backprop,lrp",
+        help=f"for images: comma-separated methods of {method_choices()}",
     )
     p.add_argument(
         "--target", default=None, help="for images: label to explain (default: the prediction)"

@@ -18,6 +18,7 @@ from rdex.cli._common import (
     pick_device,
     rde_config,
 )
+from rdex.methods import method_choices
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="cartoonx",
-        help="cartoonx, pixel-rde, shearletx, waveletx, or several comma-separated (default cartoonx)",
+        help=f"{method_choices('rde')}, or several comma-separated (default cartoonx)",
     )
     p.add_argument(
         "--target",

@@ -23,6 +23,7 @@ import torch
 from rdex import metrics as M
 from rdex.experiments._core import Claim, Context, ExperimentResult, fmt, markdown_table, write_csv
 from rdex.experiments.figures import image_grid
+from rdex.methods.registry import method_cmap, method_title, paper_methods
 
 NAME = "artifacts"
 TITLE = (
@@ -52,7 +53,7 @@ def run(ctx: Context) -> ExperimentResult:
         (other_img, "gray", f"{OTHER}: {ctx.label(target)} {float(p_other[0, target]):.3f}")
     )
     obf_row = []
-    for method in ("cartoonx", "pixel-rde"):
+    for method in paper_methods("rde"):
         explainer, result, x = ctx.explain(
             method,
             [SKY],
@@ -105,8 +106,8 @@ def run(ctx: Context) -> ExperimentResult:
                 "runtime_s": result.runtime_s,
             }
         )
-        cmap = "viridis" if method == "pixel-rde" else "gray"
-        label = "Pixel RDE" if method == "pixel-rde" else "CartoonX"
+        cmap = method_cmap(method)
+        label = method_title(method)
         pictures[0].append((result.explanation[0], cmap, f"{label} explanation"))
         obf_row.append(
             (retained[0], "gray", f"{label} masked sky p={float(p_retained[0, target]):.3f}")

@@ -49,6 +49,7 @@ from rdex.experiments._core import (
     write_csv,
 )
 from rdex.experiments.figures import image_grid
+from rdex.methods.registry import method_cmap
 
 NAME = "sensitivity"
 TITLE = "Sensitivity to sparsity, distortion and obfuscation (A.3, Figs. 7-9)"
@@ -155,7 +156,7 @@ def run(ctx: Context) -> ExperimentResult:
     lam_ssim: dict[str, dict[str, list[float]]] = {}
     for method, lambdas in LAMBDAS.items():
         results = {lam: ctx.explain(method, names, lambda_k=lam)[1] for lam in lambdas}
-        cmap = "viridis" if method == "pixel-rde" else "gray"
+        cmap = method_cmap(method)
         lam_ssim[method] = {"retained": [], "picture": []}
         for i, name in enumerate(names):
             row_pics = []

@@ -26,12 +26,13 @@ from rdex.experiments._core import (
     write_csv,
 )
 from rdex.experiments.figures import bars_figure, curves_figure, image_grid, method_label
+from rdex.methods.registry import paper_methods
 
 NAME = "smoothness"
 TITLE = "Smoothness of CartoonX vs Pixel RDE, and all metrics for all methods"
 
-RDE_METHODS = ("cartoonx", "pixel-rde")
-BASELINES = ("integrated-gradients", "smoothgrad", "guided-backprop", "lrp")
+RDE_METHODS = tuple(paper_methods("rde"))
+BASELINES = tuple(paper_methods("attribution"))
 TABLE = (
     "rd_auc", "deletion_auc", "insertion_auc", "cp_pixel_l1", "cp_coeff_l1", "cp_entropy",
     "hallucination", "retained_fraction", "tv", "tv_retained", "wavelet_gini", "wavelet_l1",

@@ -1,12 +1,24 @@
-"""Explanation methods as presets over the RDE core (:mod:`rdex.rde`)."""
+"""Explanation methods as presets over the RDE core (:mod:`rdex.rde`), and the one registry of
+every method (:mod:`rdex.methods.registry`)."""
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from torch import nn
 
 from rdex.methods._preset import MethodPreset
 from rdex.methods.cartoonx import CartoonX
 from rdex.methods.pixel_rde import PixelRDE
+from rdex.methods.registry import (
+    MethodInfo,
+    RegistryView,
+    get_method,
+    list_methods,
+    method_choices,
+    method_title,
+    paper_methods,
+    register_method,
+    resolve_methods,
+)
 from rdex.methods.shearletx import ShearletX
 from rdex.methods.waveletx import WaveletX
 
@@ -20,13 +32,10 @@ class MethodClass(Protocol):
     def __call__(self, model: nn.Module, **kwargs: Any) -> MethodPreset: ...
 
 
-#: CLI names of the RDE methods.
-METHODS: dict[str, MethodClass] = {
-    "cartoonx": CartoonX,
-    "pixel-rde": PixelRDE,
-    "shearletx": ShearletX,
-    "waveletx": WaveletX,
-}
+#: The RDE method classes by name: a live view of the registry (``kind="rde"``).
+METHODS: RegistryView[MethodClass] = RegistryView(
+    lambda info: cast(MethodClass, info.factory), kind="rde"
+)
 
 __all__ = [
     "CartoonX",
@@ -35,5 +44,13 @@ __all__ = [
     "WaveletX",
     "METHODS",
     "MethodClass",
+    "MethodInfo",
     "MethodPreset",
+    "get_method",
+    "list_methods",
+    "method_choices",
+    "method_title",
+    "paper_methods",
+    "register_method",
+    "resolve_methods",
 ]

@@ -7,12 +7,14 @@ from typing import Any
 from torch import nn
 
 from rdex.methods._preset import MethodPreset
+from rdex.methods.registry import register_method
 from rdex.obfuscations import Obfuscation
 from rdex.rde import RDEConfig
 from rdex.representations import Wavelet
 from rdex.types import Distortion
 
 
+@register_method("cartoonx", title="CartoonX", paper=True)
 class CartoonX(MethodPreset):
     """CartoonX (Algorithm 1): DWT (db3, 5 scales, zero padding), adaptive Gaussian noise per
     scale, squared difference of the label's probability.
@@ -56,7 +58,6 @@ class CartoonX(MethodPreset):
         Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, section 5 and A.1-A.2.
     """
 
-    method = "cartoonx"
     default_lambda_k = 20.0
 
     def __init__(

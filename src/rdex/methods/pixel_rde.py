@@ -7,12 +7,14 @@ from typing import Any
 from torch import nn
 
 from rdex.methods._preset import MethodPreset
+from rdex.methods.registry import register_method
 from rdex.obfuscations import Obfuscation
 from rdex.rde import RDEConfig
 from rdex.representations import Pixel
 from rdex.types import Distortion
 
 
+@register_method("pixel-rde", title="Pixel RDE", aliases=("pixel",), cmap="viridis", paper=True)
 class PixelRDE(MethodPreset):
     """Pixel RDE: pixel representation, one adaptive Gaussian over all pixels, mask ``(B, 1, H, W)``
     shared by the colour channels. ``explanation`` is the mask itself.
@@ -42,7 +44,6 @@ class PixelRDE(MethodPreset):
         2019; Kolek et al., ECCV 2022, section 3 and appendix A.2.
     """
 
-    method = "pixel-rde"
     default_lambda_k = 4.0
 
     def __init__(

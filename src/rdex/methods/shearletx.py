@@ -27,6 +27,7 @@ from typing import Any
 from torch import nn
 
 from rdex.methods._preset import MethodPreset
+from rdex.methods.registry import register_method
 from rdex.obfuscations import Obfuscation
 from rdex.rde import RDEConfig, preset
 from rdex.shearlets import Shearlet
@@ -64,6 +65,7 @@ def spatial_config(
     return base.replace(lambda_k=lambda_k, spatial_l1=spatial_l1)
 
 
+@register_method("shearletx", title="ShearletX")
 class ShearletX(MethodPreset):
     """ShearletX: a mask on every digital shearlet coefficient (:class:`rdex.shearlets.Shearlet`,
     4 scales), adaptive uniform noise per scale, the ``max-label`` distortion, mask sparsity
@@ -90,7 +92,6 @@ class ShearletX(MethodPreset):
         Representation", CVPR 2023, section 3.
     """
 
-    method = "shearletx"
     default_lambda_k = 1.0
     default_spatial_l1 = 2.0
 

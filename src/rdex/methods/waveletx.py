@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from rdex.methods._preset import MethodPreset
+from rdex.methods.registry import register_method
 from rdex.methods.shearletx import spatial_config
 from rdex.obfuscations import Obfuscation
 from rdex.rde import RDEConfig
@@ -16,6 +17,7 @@ from rdex.types import Distortion
 __all__ = ["WaveletX"]
 
 
+@register_method("waveletx", title="WaveletX")
 class WaveletX(MethodPreset):
     """WaveletX: DWT (db3, 5 scales, zero padding, as CartoonX), adaptive uniform noise per scale,
     the ``max-label`` distortion, mask sparsity ``lambda_k`` and the spatial penalty
@@ -36,7 +38,6 @@ class WaveletX(MethodPreset):
         Representation", CVPR 2023, sections 3 and 4.
     """
 
-    method = "waveletx"
     default_lambda_k = 2.0
     default_spatial_l1 = 10.0
 
