@@ -18,13 +18,14 @@ from rdex.batch.plan import BatchSummary, _groups, _load_group, _Pending, _plan
 from rdex.batch.ray_driver import RayOptions, _run_ray
 from rdex.batch.worker import _Explainer, _load_model, _model_device, _Settings
 from rdex.batch.writer import _Writer
-from rdex.rde import RDEConfig, preset
+from rdex.rde import RDEConfig
 
 
 def _resolve_configs(
     methods: Sequence[str], configs: Mapping[str, RDEConfig] | RDEConfig | None
 ) -> dict[str, RDEConfig]:
     from rdex.methods import METHODS
+    from rdex.methods.registry import get_method
 
     resolved = {}
     for m in methods:
@@ -35,7 +36,7 @@ def _resolve_configs(
         elif configs is not None and m in configs:
             resolved[m] = configs[m]
         else:
-            resolved[m] = preset("fast", lambda_k=getattr(METHODS[m], "default_lambda_k", None))
+            resolved[m] = get_method(m).config("fast")
     return resolved
 
 
