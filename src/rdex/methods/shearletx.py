@@ -51,11 +51,13 @@ def spatial_config(
 
     ``preset_name="paper"`` is :data:`PAPER_SCHEDULE`, other names are :data:`rdex.rde.PRESETS`.
     ``lambda_k`` and ``spatial_l1`` given here win; otherwise a full ``config`` keeps its own
-    ``lambda_k`` and, when it sets one, its ``spatial_l1``; otherwise the method's defaults apply.
+    ``lambda_k``, its distortion and, when it sets one, its ``spatial_l1``; otherwise the method's
+    defaults apply (``max-label``, the weights of :attr:`default_lambda_k` and
+    :attr:`default_spatial_l1`).
     """
     if config is None:
         base = RDEConfig(**PAPER_SCHEDULE) if preset_name == "paper" else preset(preset_name)
-        base = base.replace(lambda_k=method.default_lambda_k)
+        base = base.replace(lambda_k=method.default_lambda_k, distortion="max-label")
     else:
         base = config
     if spatial_l1 is None:
@@ -83,7 +85,9 @@ class ShearletX(MethodPreset):
         spatial_l1: Weight ``lambda_2`` of the spatial penalty (default 2, the paper's; 0: off).
         scales, shear_levels: The shearlet system (see :class:`~rdex.shearlets.Shearlet`).
         obfuscation: Obfuscation strategy (default adaptive uniform noise, the paper's).
-        distortion: Distortion name or callable (default ``"max-label"``).
+        distortion: Distortion name or callable. ``None`` (default): ``"max-label"``, or the
+            distortion of ``config`` when one is given (a default argument never replaces what
+            the caller configured, as for every method).
         config: A full :class:`~rdex.rde.RDEConfig` instead of a preset.
         **overrides: Any other config field (``steps``, ``samples``, ``lr``, ``seed``, ...).
 
@@ -105,7 +109,7 @@ class ShearletX(MethodPreset):
         scales: int = 4,
         shear_levels: Sequence[int] | None = None,
         obfuscation: Obfuscation | str = "uniform",
-        distortion: str | Distortion = "max-label",
+        distortion: str | Distortion | None = None,
         config: RDEConfig | None = None,
         **overrides: Any,
     ) -> None:

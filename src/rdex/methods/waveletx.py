@@ -52,7 +52,7 @@ class WaveletX(MethodPreset):
         levels: int = 5,
         mode: str = "zero",
         obfuscation: Obfuscation | str = "uniform",
-        distortion: str | Distortion = "max-label",
+        distortion: str | Distortion | None = None,
         config: RDEConfig | None = None,
         **overrides: Any,
     ) -> None:
