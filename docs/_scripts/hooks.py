@@ -50,7 +50,8 @@ def _demo(tmp: Path) -> dict[str, Path]:
 
 def _dwt(tmp: Path, npz: Path) -> Path:
     """Figure 4 with the demo's CartoonX mask in coefficient space (`rdex dwt --mask`)."""
-    from rdex.figures import dwt_figure, mask_from_npz
+    from rdex.figures import mask_from_npz
+    from rdex.plots import dwt_figure
     from rdex.images import sample_image
 
     mask, explanation = mask_from_npz(npz)
@@ -63,7 +64,8 @@ def _baselines(tmp: Path) -> Path:
     """The four baselines on chelsea at 128 px: LRP refuses on EfficientNet-Lite0."""
     import warnings
 
-    from rdex.figures import compare_figure, compare_methods
+    from rdex.figures import compare_methods
+    from rdex.plots import compare_figure
     from rdex.images import sample_image
     from rdex.models import load_classifier
 

@@ -182,7 +182,12 @@ def add_rde_args(parser: argparse.ArgumentParser, *, default_preset: str = "fast
     group.add_argument(
         "--obfuscation", default="gaussian", help="gaussian, uniform, zeros, constant:V, blur:SIGMA"
     )
-    group.add_argument("--distortion", default="label", help="label, max-label, l2, kl")
+    group.add_argument(
+        "--distortion",
+        default=None,
+        help="label, max-label, l2, kl (default: the method's own: label; max-label for "
+        "ShearletX and WaveletX)",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
 
 
@@ -199,15 +204,19 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def rde_config(args: argparse.Namespace, lambda_k: float | None = None) -> RDEConfig:
-    """The :class:`RDEConfig` the RDE arguments describe (``lambda_k``: the method's default)."""
+def rde_config(args: argparse.Namespace, method: str) -> RDEConfig:
+    """The :class:`RDEConfig` the RDE arguments describe for ``method``: what the user did not
+    give (``--lambda-k``, ``--distortion``) is the method's own default."""
+    from rdex.methods import METHODS, get_method
+
+    cls: Any = METHODS[get_method(method).name]
     overrides: dict[str, Any] = {
-        "lambda_k": args.lambda_k if args.lambda_k is not None else lambda_k,
+        "lambda_k": args.lambda_k if args.lambda_k is not None else cls.default_lambda_k,
         "steps": args.steps,
         "samples": args.samples,
         "lr": args.lr,
         "schedule": args.schedule,
-        "distortion": args.distortion,
+        "distortion": args.distortion or cls.default_distortion,
         "seed": args.seed,
     }
     return preset(args.preset, **overrides)

@@ -107,12 +107,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rdex.batch import RayOptions, run_batch
-    from rdex.methods import get_method
 
     methods = method_names(args.method)
     if not methods:
         raise ValueError("--method names no method")
-    configs = {m: rde_config(args, lambda_k=get_method(m).default_lambda_k) for m in methods}
+    configs = {m: rde_config(args, m) for m in methods}
     use_ray = args.ray or args.ray_address is not None
     ray_options = None
     device = None

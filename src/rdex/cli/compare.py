@@ -100,13 +100,12 @@ def targets(model: Any, spec: str, trues: Sequence[int | None]) -> Any:
 
 def rde_settings(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Registry settings of the RDE methods from the RDE arguments (each with its default lambda_k)."""
-    from rdex.figures import default_lambda_k
     from rdex.methods import METHODS
 
     settings: dict[str, dict[str, Any]] = {}
     for m in methods:
         if m in METHODS:
-            cfg = rde_config(args, lambda_k=default_lambda_k(m))
+            cfg = rde_config(args, m)
             settings[m] = {"config": cfg, "obfuscation": args.obfuscation}
             print(
                 f"{m}: preset {args.preset}, lambda_k={cfg.lambda_k:g}, steps={cfg.steps}, "

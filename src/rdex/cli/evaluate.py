@@ -304,7 +304,7 @@ def _evaluate_images(
     for method in methods:
         if method in METHODS:
             cls: Any = METHODS[method]
-            config = rde_config(args, lambda_k=cls.default_lambda_k)
+            config = rde_config(args, method)
             explainer = cls(
                 model, config=config, obfuscation=args.obfuscation, distortion=config.distortion
             )

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     for method in methods:
         cls = METHODS[method]
-        config = rde_config(args, lambda_k=cls.default_lambda_k)
+        config = rde_config(args, method)
         explainer = cls(model, config=config, obfuscation=args.obfuscation)
         if calibrating:
             from rdex.calibrate import Calibrated

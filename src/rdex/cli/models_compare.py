@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rdex.baselines import resolve_methods
-    from rdex.figures import compare_models, default_lambda_k
+    from rdex.figures import compare_models
     from rdex.images import load_batch
     from rdex.methods import METHODS
     from rdex.models import available_models, load_classifier
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     models = {n: load_classifier(n).to(device) for n in model_names}
     settings = {}
     if method in METHODS:
-        cfg = rde_config(args, lambda_k=default_lambda_k(method))
+        cfg = rde_config(args, method)
         settings = {"config": cfg, "obfuscation": args.obfuscation}
         print(
             f"{method}: preset {args.preset}, lambda_k={cfg.lambda_k:g}, steps={cfg.steps}, "

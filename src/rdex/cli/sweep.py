@@ -74,7 +74,7 @@ def _split(value: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from rdex.baselines import resolve_methods
-    from rdex.figures import default_lambda_k, sweep
+    from rdex.figures import sweep
     from rdex.images import load_batch
     from rdex.methods import METHODS
     from rdex.models import load_classifier
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"sweeps are over RDE hyperparameters; {m!r} is not an RDE method")
-        configs[m] = rde_config(args, lambda_k=default_lambda_k(m))
+        configs[m] = rde_config(args, m)
         print(f"{m}: {param} = {', '.join(per_method[m])}; preset {args.preset}", file=sys.stderr)
     result = sweep(
         model,

@@ -30,6 +30,8 @@ class MethodPreset(RDE):
     """
 
     default_lambda_k: float = 20.0
+    #: The distortion the method uses when none is named or configured.
+    default_distortion: str = "label"
 
     def __init__(
         self,

@@ -57,7 +57,7 @@ def spatial_config(
     """
     if config is None:
         base = RDEConfig(**PAPER_SCHEDULE) if preset_name == "paper" else preset(preset_name)
-        base = base.replace(lambda_k=method.default_lambda_k, distortion="max-label")
+        base = base.replace(lambda_k=method.default_lambda_k, distortion=method.default_distortion)
     else:
         base = config
     if spatial_l1 is None:
@@ -97,6 +97,7 @@ class ShearletX(MethodPreset):
     """
 
     default_lambda_k = 1.0
+    default_distortion = "max-label"
     default_spatial_l1 = 2.0
 
     def __init__(

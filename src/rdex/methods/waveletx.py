@@ -39,6 +39,7 @@ class WaveletX(MethodPreset):
     """
 
     default_lambda_k = 2.0
+    default_distortion = "max-label"
     default_spatial_l1 = 10.0
 
     def __init__(
