@@ -10,7 +10,7 @@ Quick start::
 """
 
 from rdex.distortions import DISTORTIONS
-from rdex.methods import METHODS, CartoonX, PixelRDE
+from rdex.methods import METHODS, CartoonX, PixelRDE, ShearletX, WaveletX
 from rdex.obfuscations import Blur, Constant, GaussianAdaptive, UniformAdaptive, Zeros
 from rdex.rde import PRESETS, RDE, ModelError, NonFiniteError, RDEConfig, RDEResult, preset
 from rdex.representations import Fourier, Pixel, Representation, Wavelet
@@ -27,6 +27,8 @@ __all__ = [
     "PRESETS",
     "preset",
     "CartoonX",
+    "ShearletX",
+    "WaveletX",
     "PixelRDE",
     "METHODS",
     "Representation",
