@@ -464,3 +464,20 @@ def test_multiscale_verdicts_need_a_difference_beyond_the_floor() -> None:
     assert combine([]) is None
     assert scale("cp_entropy", 100.0) == pytest.approx(2.0)
     assert scale("hallucination", 0.25) == 0.25
+
+
+def test_multiscale_names_the_masks_that_lose_the_class() -> None:
+    from rdex.experiments.multiscale import lost_class_note
+
+    rows = [
+        {"seed": 0, "method": "shearletx", "image": "chelsea", "retained_prob_ratio": 0.004,
+         "explanation_edges": 10.0, "input_edges": 100.0},
+        {"seed": 0, "method": "cartoonx", "image": "chelsea", "retained_prob_ratio": 0.99,
+         "explanation_edges": 90.0, "input_edges": 100.0},
+        {"seed": 1, "method": "pixel-rde", "image": "chelsea", "retained_prob_ratio": 0.001,
+         "explanation_edges": 5.0, "input_edges": 100.0},
+    ]  # fmt: skip
+    note = lost_class_note(rows, 0)
+    assert "ShearletX on chelsea (0.004, 10 of 100 edges)" in note
+    assert "CartoonX" not in note and "Pixel RDE" not in note
+    assert lost_class_note(rows[1:2], 0) == ""

@@ -111,6 +111,25 @@ def combine(verdicts: Sequence[bool | None]) -> bool | None:
     return None
 
 
+def lost_class_note(rows: Sequence[dict[str, Any]], seed: int, threshold: float = 0.1) -> str:
+    """A remark on the masked images that lose the class (``retained_prob_ratio`` below
+    ``threshold``): they keep little of the image, so their CP is tiny and their hallucination
+    score says little (an almost empty image has few edges to hallucinate)."""
+    lost = [r for r in rows if r["seed"] == seed and r["retained_prob_ratio"] < threshold]
+    if not lost:
+        return ""
+    items = ", ".join(
+        f"{method_label(r['method'])} on {r['image']} ({fmt(r['retained_prob_ratio'])}, "
+        f"{int(r['explanation_edges'])} of {int(r['input_edges'])} edges)"
+        for r in lost
+    )
+    return (
+        f"\nMasked images that lose the class (probability ratio below {threshold}; edges of the "
+        f"masked image vs the input's): {items}. Their CP is tiny and their low hallucination "
+        "score partly reflects how little they keep.\n"
+    )
+
+
 def _scores(ctx: Context, res: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     masked = res.explanation_rgb.to(ctx.device)
     xd = x.to(ctx.device)
@@ -263,7 +282,9 @@ def run(ctx: Context) -> ExperimentResult:
         f"{fmt(spatial['cartoonx']['lr'])}), Gaussian noise. Means over the images; CP as mean "
         "log10 (per-image values in the CSV). The two-seed floor is the largest change of a mean "
         f"when {', '.join(method_label(m) for m in FLOOR_METHODS)} are rerun with seed "
-        f"{seed + 1}.\n\n" + markdown_table([*summary, floor_row], list(summary[0]))
+        f"{seed + 1}.\n\n"
+        + markdown_table([*summary, floor_row], list(summary[0]))
+        + lost_class_note(rows, seed)
     )
     return ExperimentResult(
         name=NAME,
