@@ -155,6 +155,19 @@ def test_committed_report_states_the_code_presets() -> None:
         "schedule": code.schedule, "lr_final": code.lr_final if code.schedule == "cosine" else None,
     }  # fmt: skip
     assert stated == now, "experiments/REPORT.md is stale: rerun `rdex experiment all`"
+    # An experiment with its own settings (e.g. a smaller image) says so in its section.
+    from rdex.experiments import context_for
+
+    report = (root / "REPORT.md").read_text()
+    shared_size = int(re.search(r"images (\d+) x \d+ px", report)[1])  # type: ignore[index]
+    for summary in sorted(root.glob("*/summary.json")):
+        s = json.loads(summary.read_text())["settings"]
+        shared = Context(Settings(size=shared_size), root, model=tiny())
+        own = context_for(summary.parent.name, shared).settings.size
+        assert s["size"] == own, summary
+        if own != shared_size:
+            assert f"Experiment `{summary.parent.name}`" in report
+            assert f"its own settings: size {own}" in report, summary
     # Every committed summary was measured with those settings (no mix of old and new runs).
     for summary in sorted(root.glob("*/summary.json")):
         s = json.loads(summary.read_text())["settings"]
@@ -253,7 +266,9 @@ def test_unknown_experiment(tmp_path: Path) -> None:
 def test_all_experiments_and_report_end_to_end(tmp_path: Path) -> None:
     ctx = Context(TINY, tmp_path, model=tiny())
     results = run_all(ctx)
-    assert [r.name for r in results] == ["artifacts", "sensitivity", "smoothness", "runtime"]
+    assert [r.name for r in results] == [
+        "artifacts", "sensitivity", "smoothness", "runtime", "multiscale",
+    ]  # fmt: skip
     text = (tmp_path / "REPORT.md").read_text()
     for r in results:
         assert r.title in text
@@ -377,3 +392,92 @@ def test_evaluate_batch_folder(tmp_path: Path) -> None:
         ("coffee.png", "cartoonx"), ("coffee.png", "pixel-rde"),
     ]  # fmt: skip
     assert "rd_auc" not in rows[0] and float(rows[0]["mask_l1"]) > 0
+
+
+def test_multiscale_experiment_scores_every_method_and_states_its_settings(tmp_path: Path) -> None:
+    from rdex.experiments import multiscale
+
+    ctx = Context(TINY, tmp_path, model=tiny())
+    result = run_experiment("multiscale", ctx)
+    rows = list(csv.DictReader((tmp_path / "multiscale" / "scores.csv").open()))
+    main = [r for r in rows if r["seed"] == "0"]
+    assert [r["method"] for r in main] == [m for m in multiscale.METHODS for _ in TINY.images]
+    floor = [r for r in rows if r["seed"] == "1"]
+    assert {r["method"] for r in floor} == set(multiscale.FLOOR_METHODS)
+    # ShearletX runs with the ShearletX paper's optimiser and noise; the scores are the metrics'.
+    sx = [r for r in main if r["method"] == "shearletx"]
+    assert float(sx[0]["lr"]) == 0.1 and float(sx[0]["spatial_l1"]) == 2.0
+    explainer, res, x = ctx.explain(
+        "shearletx", list(TINY.images), **multiscale.method_overrides(ctx, "shearletx")
+    )
+    assert explainer.obfuscation.name == "uniform"
+    cp = M.cp_scores(ctx.model, x, res.explanation_rgb, target=res.target)
+    hal = M.hallucination_score(x, res.explanation_rgb)
+    for i, row in enumerate(sx):
+        assert float(row["cp_entropy"]) == pytest.approx(float(cp["cp_entropy"][i]), rel=1e-4)
+        assert float(row["hallucination"]) == pytest.approx(
+            float(hal["hallucination"][i]), abs=1e-6
+        )
+    assert len(result.claims) == 4
+    assert all(c.held in (True, False, None) and "floor" in c.evidence for c in result.claims)
+    for fig in result.figures:
+        assert (tmp_path / fig).stat().st_size < 300_000
+    text = write_report(tmp_path).read_text()
+    assert result.title in text and "ShearletX hallucinates fewer edges" in text
+
+
+def test_multiscale_runs_at_its_own_size_and_its_summary_is_reused(tmp_path: Path) -> None:
+    from rdex.experiments import context_for, multiscale
+
+    big = Settings(**{**TINY.__dict__, "size": 128})
+    ctx = Context(big, tmp_path, model=tiny())
+    assert context_for("multiscale", ctx).settings.size == multiscale.MAX_SIZE
+    assert context_for("smoothness", ctx) is ctx
+    assert context_for("multiscale", Context(TINY, tmp_path, model=tiny())).settings.size == 32
+    # A summary saved at the experiment's own size is reused by a report at the shared size,
+    # and the report states that size in the experiment's section.
+    saved = ExperimentResult(
+        "multiscale", "t", settings=context_for("multiscale", ctx).settings.describe()
+    )
+    (tmp_path / "multiscale").mkdir()
+    (tmp_path / "multiscale" / "summary.json").write_text(saved.to_json())
+    run_experiment("runtime", ctx)
+    model = Counting(tiny())
+    run_all(Context(big, tmp_path, model=model), ["runtime", "multiscale"], reuse=True)
+    assert model.seen == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert f"its own settings: size {multiscale.MAX_SIZE}" in text
+    assert "images 128 x 128 px" in text
+
+
+def test_multiscale_verdicts_need_a_difference_beyond_the_floor() -> None:
+    from rdex.experiments.multiscale import combine, compare_verdict, scale
+
+    assert compare_verdict(0.1, 0.5, 0.05, lower_is_better=True)[0] is True
+    assert compare_verdict(0.5, 0.1, 0.05, lower_is_better=True)[0] is False
+    assert compare_verdict(0.5, 0.1, 0.05, lower_is_better=False)[0] is True
+    held, why = compare_verdict(0.30, 0.33, 0.05, lower_is_better=True)
+    assert held is None and "within the floor" in why
+    assert combine([True, True]) is True
+    assert combine([True, None]) is None
+    assert combine([True, None, False]) is False
+    assert combine([]) is None
+    assert scale("cp_entropy", 100.0) == pytest.approx(2.0)
+    assert scale("hallucination", 0.25) == 0.25
+
+
+def test_multiscale_names_the_masks_that_lose_the_class() -> None:
+    from rdex.experiments.multiscale import lost_class_note
+
+    rows = [
+        {"seed": 0, "method": "shearletx", "image": "chelsea", "retained_prob_ratio": 0.004,
+         "explanation_edges": 10.0, "input_edges": 100.0},
+        {"seed": 0, "method": "cartoonx", "image": "chelsea", "retained_prob_ratio": 0.99,
+         "explanation_edges": 90.0, "input_edges": 100.0},
+        {"seed": 1, "method": "pixel-rde", "image": "chelsea", "retained_prob_ratio": 0.001,
+         "explanation_edges": 5.0, "input_edges": 100.0},
+    ]  # fmt: skip
+    note = lost_class_note(rows, 0)
+    assert "ShearletX on chelsea (0.004, 10 of 100 edges)" in note
+    assert "CartoonX" not in note and "Pixel RDE" not in note
+    assert lost_class_note(rows[1:2], 0) == ""

@@ -11,16 +11,18 @@ import torch
 
 from rdex.cli._common import add_model_args, pick_device
 
-NAMES = ("artifacts", "sensitivity", "smoothness", "runtime")
+NAMES = ("artifacts", "sensitivity", "smoothness", "runtime", "multiscale")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "experiment",
-        help="reproduce the paper's claims as numbers (artifacts, sensitivity, smoothness, runtime, report)",
+        help="reproduce the paper's claims as numbers (artifacts, sensitivity, smoothness, runtime, multiscale, report)",
         description="Run experiments that test the paper's claims and write tables (CSV), figures and "
         "a summary per experiment under --out. NAME: artifacts (A.4, Fig. 10), sensitivity (A.3), "
-        "smoothness (CartoonX vs Pixel RDE, plus all metrics for all methods), runtime; 'all' runs "
+        "smoothness (CartoonX vs Pixel RDE, plus all metrics for all methods), runtime, multiscale "
+        "(ShearletX and WaveletX vs CartoonX and Pixel RDE: hallucination and CP scores, at most "
+        "96 px); 'all' runs "
         "every experiment and writes REPORT.md; 'report' writes REPORT.md, running only the "
         "experiments that have no saved summary yet.",
     )

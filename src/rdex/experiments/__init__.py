@@ -1,7 +1,7 @@
 """The paper's claims as experiments, and the report that collects them.
 
 ``run_experiment(name, ctx)`` runs one experiment (``artifacts``, ``sensitivity``, ``smoothness``,
-``runtime``), writes its CSV tables and figures under ``ctx.out / name`` and a ``summary.json``;
+``runtime``, ``multiscale``), writes its CSV tables and figures under ``ctx.out / name`` and a ``summary.json``;
 :func:`write_report` renders ``REPORT.md`` from the summaries, with every claim marked as held or
 not held by the measured numbers.
 
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rdex.experiments import artifacts, runtime, sensitivity, smoothness
+from rdex.experiments import artifacts, multiscale, runtime, sensitivity, smoothness
 from rdex.experiments._core import Claim, Context, ExperimentResult, Settings, machine
 from rdex.io import atomic_write_text
 
@@ -40,6 +40,8 @@ __all__ = [
     "load_summary",
     "write_report",
     "stated_settings",
+    "context_for",
+    "OWN_SETTINGS",
 ]
 
 #: Experiment name -> function running it on a :class:`Context`.
@@ -48,13 +50,26 @@ EXPERIMENTS: dict[str, Callable[[Context], ExperimentResult]] = {
     sensitivity.NAME: sensitivity.run,
     smoothness.NAME: smoothness.run,
     runtime.NAME: runtime.run,
+    multiscale.NAME: multiscale.run,
 }
+
+#: Settings an experiment always uses instead of the shared ones (stated in its report section).
+OWN_SETTINGS: dict[str, Callable[[Settings], dict[str, Any]]] = {
+    multiscale.NAME: multiscale.own_settings,
+}
+
+
+def context_for(name: str, ctx: Context) -> Context:
+    """The context experiment ``name`` runs in: ``ctx`` with the experiment's own settings."""
+    own = OWN_SETTINGS.get(name)
+    return ctx.with_settings(**own(ctx.settings)) if own else ctx
 
 
 def run_experiment(name: str, ctx: Context) -> ExperimentResult:
     """Run one experiment, write its outputs and ``<out>/<name>/summary.json``."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+    ctx = context_for(name, ctx)
     start = time.perf_counter()
     result = EXPERIMENTS[name](ctx)
     result.seconds = time.perf_counter() - start
@@ -82,8 +97,8 @@ def run_all(
         reuse: Keep experiments whose ``summary.json`` exists instead of running them again.
     """
     results = []
-    wanted = _jsonable(ctx.settings.describe())
     for name in names or list(EXPERIMENTS):
+        wanted = _jsonable(context_for(name, ctx).settings.describe())
         saved = load_summary(ctx.out, name) if reuse else None
         # A summary measured with other settings is not reused: the report states one setting.
         if saved is not None and saved.settings != wanted:
@@ -96,6 +111,11 @@ def run_all(
 def _jsonable(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists)."""
     return json.loads(json.dumps(value))
+
+
+def _differences(mine: dict[str, Any], shared: dict[str, Any]) -> str:
+    """The settings in which ``mine`` differs from ``shared``, as ``key value`` pairs."""
+    return ", ".join(f"{k} {mine[k]}" for k in mine if k in shared and mine[k] != shared[k])
 
 
 def _verdict(held: bool | None) -> str:
@@ -136,7 +156,7 @@ def write_report(out: str | Path, *, command: str | None = None) -> Path:
         "",
         *(
             [
-                f"- **other settings**: {', '.join(mixed)} ran with settings that differ from these "
+                f"- **other settings**: {', '.join(mixed)} ran with settings that differ from these, stated in their sections "
                 "(see their `summary.json`)",
             ]
             if mixed
@@ -160,7 +180,16 @@ def write_report(out: str | Path, *, command: str | None = None) -> Path:
         for c in r.claims:
             lines.append(f"| {r.name} | {c.text} | {_verdict(c.held)} |")
     for r in results:
-        lines += ["", f"## {r.title}", "", f"Experiment `{r.name}`, {r.seconds:.0f} s.", ""]
+        own = _differences(r.settings, settings)
+        lines += [
+            "",
+            f"## {r.title}",
+            "",
+            f"Experiment `{r.name}`, {r.seconds:.0f} s"
+            + (f"; its own settings: {own}" if own else "")
+            + ".",
+            "",
+        ]
         for c in r.claims:
             lines.append(f"- {c.text} → {_verdict(c.held)}: {c.evidence}.")
         lines += ["", r.markdown.rstrip(), ""]

@@ -160,6 +160,19 @@ class Context:
         self._images: dict[str, Tensor] = {}
         self._cache: dict[tuple[Any, ...], tuple[Any, RDEResult]] = {}
 
+    def with_settings(self, **changes: Any) -> Context:
+        """A context with some settings changed, sharing the model (images and runs are not shared)."""
+        import dataclasses
+
+        if not changes:
+            return self
+        return Context(
+            dataclasses.replace(self.settings, **changes),
+            self.out,
+            model=self.model,
+            progress=self.progress,
+        )
+
     # -- inputs ---------------------------------------------------------------------------------
     def image(self, name: str) -> Tensor:
         """Image ``(3, S, S)`` for a sample name or file, at the settings' size, on the device."""
