@@ -10,7 +10,6 @@ import importlib
 import os
 import pkgutil
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -20,24 +19,10 @@ from pathlib import Path
 import pytest
 
 import rdex
+from browser import headless_chromium, missing  # tests/ is on sys.path (conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TUTORIALS = sorted(p.stem for p in (ROOT / "docs" / "tutorials").glob("*.py"))
-
-
-def _missing(reason: str) -> None:
-    # CI sets RDEX_REQUIRE_BROWSER=1 and installs the docs extra: there a missing tool fails.
-    (pytest.fail if os.environ.get("RDEX_REQUIRE_BROWSER") else pytest.skip)(reason)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +32,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         import mkdocs  # noqa: F401
         import mkdocs_jupyter  # noqa: F401
     except ImportError:
-        _missing('the docs extra is not installed (pip install -e ".[docs]")')
+        missing('the docs extra is not installed (pip install -e ".[docs]")')
     out = tmp_path_factory.mktemp("site")
     env = dict(os.environ)
     # The tutorials' kernel and the figure hook import the rdex under test.
@@ -107,60 +92,48 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.mark.browser
 def test_site_in_headless_chromium(server: str) -> None:
-    if CHROMIUM is None:
-        _missing("chromium is not installed (Debian: apt-get install -y chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        _missing(
-            "playwright is not installed (pip install playwright; it drives Debian's chromium)"
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        failed: list[str] = []
+        page.on("pageerror", lambda e: failed.append(str(e)))
+        page.on(
+            "requestfailed",
+            lambda r: failed.append(r.url) if r.url.startswith(server) else None,
         )
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            failed: list[str] = []
-            page.on("pageerror", lambda e: failed.append(str(e)))
-            page.on(
-                "requestfailed",
-                lambda r: failed.append(r.url) if r.url.startswith(server) else None,
+
+        def pictures() -> list[int]:
+            page.wait_for_load_state("load")
+            return page.eval_on_selector_all(
+                "article img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
             )
 
-            def pictures() -> list[int]:
-                page.wait_for_load_state("load")
-                return page.eval_on_selector_all(
-                    "article img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
-                )
+        # The home page with its figure, drawn by `rdex demo` during the build.
+        page.goto(f"{server}/")
+        assert "rdex" in page.title()
+        widths = pictures()
+        assert widths and all(w > 100 for w in widths), widths
 
-            # The home page with its figure, drawn by `rdex demo` during the build.
-            page.goto(f"{server}/")
-            assert "rdex" in page.title()
-            widths = pictures()
-            assert widths and all(w > 100 for w in widths), widths
+        # A tutorial renders with the figures its code drew.
+        page.goto(f"{server}/tutorials/quickstart/")
+        widths = pictures()
+        assert len(widths) >= 2 and all(w > 100 for w in widths), widths
+        assert page.locator("text=explained label: Egyptian cat").count() >= 1
 
-            # A tutorial renders with the figures its code drew.
-            page.goto(f"{server}/tutorials/quickstart/")
-            widths = pictures()
-            assert len(widths) >= 2 and all(w > 100 for w in widths), widths
-            assert page.locator("text=explained label: Egyptian cat").count() >= 1
+        # The search box finds CartoonX.
+        page.goto(f"{server}/")
+        page.fill("input.md-search__input", "CartoonX")
+        results = page.locator(".md-search-result__item")
+        results.first.wait_for(timeout=30_000)
+        assert results.count() >= 3
+        assert "CartoonX" in page.inner_text(".md-search-result")
 
-            # The search box finds CartoonX.
-            page.goto(f"{server}/")
-            page.fill("input.md-search__input", "CartoonX")
-            results = page.locator(".md-search-result__item")
-            results.first.wait_for(timeout=30_000)
-            assert results.count() >= 3
-            assert "CartoonX" in page.inner_text(".md-search-result")
-
-            # The API page of rdex.CartoonX exists and documents it.
-            page.goto(f"{server}/api/rdex/#rdex.CartoonX")
-            heading = page.locator('[id="rdex.CartoonX"]')
-            assert heading.count() == 1
-            assert "CartoonX" in heading.inner_text()
-            assert "Algorithm 1" in page.inner_text("article")
-            assert failed == []
-        finally:
-            browser.close()
+        # The API page of rdex.CartoonX exists and documents it.
+        page.goto(f"{server}/api/rdex/#rdex.CartoonX")
+        heading = page.locator('[id="rdex.CartoonX"]')
+        assert heading.count() == 1
+        assert "CartoonX" in heading.inner_text()
+        assert "Algorithm 1" in page.inner_text("article")
+        assert failed == []
 
 
 def _readme_python() -> list[str]:

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import shutil
 from pathlib import Path
 
 import markupsafe
 import pytest
 
+from browser import headless_chromium
 from rdex.batch import latest_records, read_manifest, run_batch
 from rdex.rde import preset
 from rdex.report import collect_cards, render_report, write_report
 from tiny_models import colour_classifier, make_image  # tests/ is on sys.path (conftest)
 
 SIZE = 32
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WEIRD = 'we<i>rd & "odd".png'
 
 
@@ -118,59 +107,47 @@ def test_report_cli(batch_out: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 @pytest.mark.browser
 def test_report_in_headless_chromium(batch_out: Path) -> None:
-    # CI sets RDEX_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
-    missing = pytest.fail if os.environ.get("RDEX_REQUIRE_BROWSER") else pytest.skip
-    if CHROMIUM is None:
-        missing("chromium is not installed (Debian: apt-get install -y chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        missing("playwright is not installed (pip install playwright; it drives Debian's chromium)")
     expected_names = list(dict.fromkeys(r["name"] for r in read_manifest(batch_out)))
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page()
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-            page.goto((batch_out / "index.html").resolve().as_uri())
-            page.wait_for_load_state("load")
+    with headless_chromium() as browser:
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+        page.goto((batch_out / "index.html").resolve().as_uri())
+        page.wait_for_load_state("load")
 
-            def visible() -> list[str]:
-                return page.eval_on_selector_all(
-                    ".card",
-                    "cs => cs.filter(c => !c.hidden && c.offsetParent !== null).map(c => c.dataset.name)",
-                )
-
-            assert page.locator(".card").count() == len(expected_names)
-            assert visible() == expected_names
-            # Every picture decoded (a broken relative path would give naturalWidth 0).
-            widths = page.eval_on_selector_all(
-                "img", "imgs => imgs.map(i => i.complete && i.naturalWidth)"
+        def visible() -> list[str]:
+            return page.eval_on_selector_all(
+                ".card",
+                "cs => cs.filter(c => !c.hidden && c.offsetParent !== null).map(c => c.dataset.name)",
             )
-            assert len(widths) == 18 and all(w == SIZE for w in widths)
-            assert page.text_content("#count") == "7 of 7 images shown"
 
-            page.check("#only-misclassified")
-            assert sorted(visible()) == ["blue/e.png", "red/b.png"]
-            page.select_option("#class-filter", "green")  # true or predicted class green
-            assert visible() == ["red/b.png"]
-            page.uncheck("#only-misclassified")
-            assert sorted(visible()) == sorted(["green/c.png", f"green/{WEIRD}", "red/b.png"])
-            page.select_option("#class-filter", "")
-            page.check("#only-errors")
-            assert visible() == ["blue/broken.png"]
-            assert page.text_content("#count") == "1 of 7 images shown"
+        assert page.locator(".card").count() == len(expected_names)
+        assert visible() == expected_names
+        # Every picture decoded (a broken relative path would give naturalWidth 0).
+        widths = page.eval_on_selector_all(
+            "img", "imgs => imgs.map(i => i.complete && i.naturalWidth)"
+        )
+        assert len(widths) == 18 and all(w == SIZE for w in widths)
+        assert page.text_content("#count") == "7 of 7 images shown"
 
-            wrong = page.eval_on_selector(
-                '.card[data-name="red/b.png"] .pred', "e => getComputedStyle(e).color"
-            )
-            assert wrong == "rgb(198, 40, 40)"  # red for a misclassification
-            assert problems == []
-        finally:
-            browser.close()
+        page.check("#only-misclassified")
+        assert sorted(visible()) == ["blue/e.png", "red/b.png"]
+        page.select_option("#class-filter", "green")  # true or predicted class green
+        assert visible() == ["red/b.png"]
+        page.uncheck("#only-misclassified")
+        assert sorted(visible()) == sorted(["green/c.png", f"green/{WEIRD}", "red/b.png"])
+        page.select_option("#class-filter", "")
+        page.check("#only-errors")
+        assert visible() == ["blue/broken.png"]
+        assert page.text_content("#count") == "1 of 7 images shown"
+
+        wrong = page.eval_on_selector(
+            '.card[data-name="red/b.png"] .pred', "e => getComputedStyle(e).color"
+        )
+        assert wrong == "rgb(198, 40, 40)"  # red for a misclassification
+        assert problems == []
 
 
 def test_manifest_lines_are_plain_json(batch_out: Path) -> None:
