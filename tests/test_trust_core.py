@@ -80,20 +80,20 @@ def test_explicit_config_distortion_is_kept_unless_one_is_named(name: str) -> No
     assert method(net).config.distortion == OWN_DISTORTION.get(name, "label")  # the paper's
 
 
+# The CLI options of a short run of the tiny ImageNet-shaped model (explain and sweep share them).
+TINY_RUN = [
+    *("--model", "tests.test_trust_core:imagenet_tiny"),
+    *("--size", "32", "--steps", "6", "--samples", "2"),
+]
+
+
 def _explain_cli(tmp_path: Path, name: str, *options: str) -> dict[str, np.ndarray]:
     out = tmp_path / name
     code = main(
         [
             "explain",
             "sky",
-            "--model",
-            "tests.test_trust_core:imagenet_tiny",
-            "--size",
-            "32",
-            "--steps",
-            "6",
-            "--samples",
-            "2",
+            *TINY_RUN,
             "--quiet",
             "--out",
             str(out),
@@ -138,14 +138,7 @@ def test_cli_sweep_distortion_draws_different_maps(
             "distortion",
             "--values",
             "label,kl",
-            "--model",
-            "tests.test_trust_core:imagenet_tiny",
-            "--size",
-            "32",
-            "--steps",
-            "6",
-            "--samples",
-            "2",
+            *TINY_RUN,
             "--lambda-k",
             "1",
             "--quiet",

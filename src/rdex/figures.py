@@ -48,7 +48,6 @@ __all__ = [
     "sweep",
     "compare_models",
     "mask_from_npz",
-    "default_lambda_k",
 ]
 
 #: Methods whose registry entry returns an RDE explanation picture rather than an attribution
@@ -59,14 +58,6 @@ SweepParam = Literal["lambda-k", "obfuscation", "distortion"]
 
 #: One cell of a map grid: a picture ``(1, H, W)``, or a string saying why there is none.
 Cell = Tensor | str
-
-
-def default_lambda_k(method: str) -> float:
-    """The default sparsity ``lambda_k`` of an RDE method (CartoonX 20, Pixel RDE 4)."""
-    value = get_method(method).default_lambda_k
-    if value is None:
-        raise ValueError(f"{method!r} is not an RDE method")
-    return float(value)
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:

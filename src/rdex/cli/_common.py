@@ -207,9 +207,9 @@ def pick_device(name: str) -> torch.device:
 def rde_config(args: argparse.Namespace, method: str) -> RDEConfig:
     """The :class:`RDEConfig` the RDE arguments describe for ``method``: what the user did not
     give (``--lambda-k``, ``--distortion``) is the method's own default."""
-    from rdex.methods import METHODS, get_method
+    from rdex.methods import get_method
 
-    cls: Any = METHODS[get_method(method).name]
+    cls: Any = get_method(method).factory
     overrides: dict[str, Any] = {
         "lambda_k": args.lambda_k if args.lambda_k is not None else cls.default_lambda_k,
         "steps": args.steps,
