@@ -31,6 +31,8 @@ class RDEConfig:
         lr: Adam's learning rate (the initial one for a schedule).
         schedule: ``"constant"`` (the paper) or ``"cosine"`` (from ``lr`` down to ``lr_final``).
         lr_final: Final learning rate of the cosine schedule.
+        hold: Share of the steps, in ``[0, 1)``, that the cosine schedule holds ``lr`` before
+            annealing over the rest (0: anneal from the first step). Ignored by ``"constant"``.
         distortion: Name of a distortion in :data:`rdex.distortions.DISTORTIONS`.
         distortion_scale: Factor on the distortion (appendix A.4 uses ``1e6``).
         clip: Range the obfuscations are clipped to (``None``: no clipping).
@@ -63,6 +65,7 @@ class RDEConfig:
     lr: float = 1e-3
     schedule: Schedule = "constant"
     lr_final: float = 1e-4
+    hold: float = 0.0
     distortion: str = "label"
     distortion_scale: float = 1.0
     clip: tuple[float, float] | None = (0.0, 1.0)
@@ -75,7 +78,15 @@ class RDEConfig:
     spatial_l1: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("lambda_k", "lr", "lr_final", "init", "distortion_scale", "spatial_l1"):
+        for name in (
+            "lambda_k",
+            "lr",
+            "lr_final",
+            "hold",
+            "init",
+            "distortion_scale",
+            "spatial_l1",
+        ):
             finite_number(name, getattr(self, name))
         for name in ("steps", "samples"):
             integer(name, getattr(self, name))
@@ -101,6 +112,8 @@ class RDEConfig:
             raise ValueError("learning rates must be positive")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose constant or cosine")
+        if not 0.0 <= self.hold < 1.0:
+            raise ValueError(f"hold must lie in [0, 1), got {self.hold}")
         if not 0.0 <= self.init <= 1.0:
             raise ValueError(f"init must lie in [0, 1], got {self.init}")
         if not self.spatial_l1 >= 0:
@@ -117,7 +130,10 @@ class RDEConfig:
         """Learning rate used at ``step`` (0-based)."""
         if self.schedule == "constant" or self.steps <= 1:
             return self.lr
-        t = step / (self.steps - 1)
+        held = int(self.hold * self.steps)
+        if step < held or held >= self.steps - 1:
+            return self.lr
+        t = (step - held) / (self.steps - 1 - held)
         return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + math.cos(math.pi * t))
 
 
