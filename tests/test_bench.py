@@ -212,3 +212,84 @@ def test_automatic_cpu_chunking_gives_the_same_mask(monkeypatch: pytest.MonkeyPa
     chunked = CartoonX(net, preset="paper", **settings).explain(x)
     assert calls[:2] == [4, 2]
     torch.testing.assert_close(chunked.mask_flat, whole.mask_flat, atol=1e-6, rtol=0)
+
+
+def _tiny_classifier() -> nn.Module:
+    return wrap_classifier(
+        tiny_net(), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), labels=list("abcd")
+    )
+
+
+def test_run_record_round_trip_is_safe(tmp_path: Path) -> None:
+    from rdex.bench.repeat import RunRecord, load_records, run_record
+
+    clf = _tiny_classifier()
+    cfg = CartoonX(clf, preset="fast", steps=6, samples=2, seed=3).config
+    rec = run_record(clf, "chelsea", 32, cfg, schedule="fast", keep=3)
+    assert rec.name == "fast-chelsea-s3" and rec.steps[-1] == 6 and len(rec.masks) == 3
+    assert rec.evaluations == 12 and len(rec.loss) == 6
+    # The final mask is the explainer's own result.
+    x = __import__("rdex.images", fromlist=["x"]).resolve_image("chelsea", size=32)[1][None]
+    direct = CartoonX(clf, config=cfg).explain(x)
+    for band, mine in zip(direct.mask, rec.final, strict=True):
+        np.testing.assert_array_equal(band.numpy(), mine)
+    rec.save(tmp_path)
+    back = RunRecord.load(tmp_path / "fast-chelsea-s3.json")
+    assert (back.name, back.schedule, back.image, back.size, back.seed, back.target) == (
+        rec.name, rec.schedule, rec.image, rec.size, rec.seed, rec.target,
+    )  # fmt: skip
+    for a, b in zip(back.masks, rec.masks, strict=True):
+        for x_, y_ in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x_, y_)
+    assert [r.name for r in load_records(tmp_path)] == ["fast-chelsea-s3"]
+    # Not a record, or arrays that would need unpickling: refused, nothing executed.
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    (tmp_path / "bad.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a run record"):
+        RunRecord.load(tmp_path / "bad.json")
+    np.savez(tmp_path / "fast-chelsea-s3.npz", s0_b0=np.array([object()], dtype=object))
+    with pytest.raises(ValueError, match="not a readable mask archive"):
+        RunRecord.load(tmp_path / "fast-chelsea-s3.json")
+
+
+def test_cli_bench_repeat_scores_seeds_against_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rdex.bench.repeat import run_record
+
+    clf = _tiny_classifier()
+    refs = tmp_path / "refs"
+    for seed in (0, 1):
+        cfg = CartoonX(clf, preset="paper", steps=8, samples=2, seed=seed).config
+        run_record(clf, "chelsea", 32, cfg, schedule="paper").save(refs)
+    out = tmp_path / "out"
+    args = ["bench", "--mode", "repeat", "--model", "tests.test_bench:tiny_factory"]
+    args += ["--records", str(refs), "--schedules", "preview", "--seeds", "0,1,2"]
+    args += ["--steps-cap", "5", "--eval-samples", "8", "--out", str(out)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("running preview on chelsea (32 px)") == 3
+    scores = json.loads((out / "bench-repeat.json").read_text())
+    image = scores["images"]["chelsea"]
+    assert set(image["schedules"]) == {"paper", "preview"}
+    assert len(image["schedules"]["preview"]["seed_ssim"]) == 3  # three pairs of seeds
+    assert len(image["schedules"]["paper"]["seed_ssim"]) == 1
+    ratios = [run["objective_ratio"] for run in image["runs"].values()]
+    assert min(ratios) == pytest.approx(1.0) and all(r >= 1.0 for r in ratios)
+    assert image["runs"]["paper-chelsea-s0"]["paper_ssim"] == pytest.approx(1.0)
+    assert image["rd_floor"] is not None and image["rd_floor"] > 0
+    assert scores["schedules"]["preview"]["images"] == 1
+    assert "preview: 40 evaluations" in captured.out  # 5 steps x 8 samples
+    assert (out / "bench-repeat.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in (out / "records").glob("*.json")) == [
+        f"preview-chelsea-s{s}.json" for s in (0, 1, 2)
+    ]
+    # With the new runs among the records nothing runs again, and the scores are the same.
+    again = [*args, "--records", str(out / "records"), "--out", str(tmp_path / "again")]
+    assert main(again) == 0
+    assert "running" not in capsys.readouterr().err
+    rescored = json.loads((tmp_path / "again" / "bench-repeat.json").read_text())
+    assert rescored["schedules"] == scores["schedules"]
+    # Bad seeds are a usage error.
+    assert main([*args, "--seeds", "a,b"]) == 2
+    assert "--seeds takes comma-separated integers" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Speed and time-to-quality benchmarks of CartoonX (``rdex bench``).
 
-Three modules, all usable from Python:
+Four modules, all usable from Python:
 
 * :mod:`~rdex.bench.speed`: :func:`speed_benchmark`, the per-step time of rdex against the
   reference loop at identical settings, with peak memory.
@@ -11,6 +11,9 @@ Three modules, all usable from Python:
   ``distortion + lambda_k * mean(s)`` for any mask, with a fixed seed and a large noise sample.
   :func:`run_schedule` / :func:`score_runs`, snapshots of the mask along a run with their
   wall-clock times, scored afterwards, plus SSIM and retained-set overlap against a reference.
+* :mod:`~rdex.bench.repeat`: :class:`RunRecord` (a run's masks as compressed ``.npz``, its settings
+  as JSON) and :func:`score_repeatability`, several seeds of a schedule per image scored against
+  the paper schedule's records (``rdex bench --mode repeat``).
 
 References:
     Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, Algorithm 1 and A.2.
@@ -28,9 +31,14 @@ from rdex.bench.quality import (
     ssim,
 )
 from rdex.bench.reference import ReferenceResult, reference_cartoonx
+from rdex.bench.repeat import RunRecord, load_records, run_record, score_repeatability
 from rdex.bench.speed import SPEED_VARIANTS, peak_memory_mb, plot_speed, speed_benchmark
 
 __all__ = [
+    "RunRecord",
+    "load_records",
+    "run_record",
+    "score_repeatability",
     "ReferenceResult",
     "reference_cartoonx",
     "ObjectiveEvaluator",

@@ -112,7 +112,7 @@ class RunRecord:
         from rdex.io import atomic_write_text, atomic_write_with, json_dumps
 
         folder = Path(folder)
-        arrays = {
+        arrays: dict[str, Any] = {
             f"s{j}_b{k}": np.asarray(band, dtype=np.float32)
             for j, mask in enumerate(self.masks)
             for k, band in enumerate(mask)
@@ -321,18 +321,21 @@ def score_repeatability(
             }
             say(f"{image} {r.name}: objective {runs[r.name]['objective']:.4f}")
         best = min(v["objective"] for v in runs.values())
-        refs = sorted((n for n, v in runs.items() if v["schedule"] == reference), key=str)
-        refs.sort(key=lambda n: runs[n]["seed"])
-        ref0 = refs[0] if refs else None
-        ref_rd = runs[ref0]["rd_auc"] if ref0 else float("nan")
-        rd_spread = (
-            max(runs[n]["rd_auc"] for n in refs) / ref_rd if len(refs) > 1 and ref_rd > 0 else None
-        )
-        converged = bool(ref0) and runs[ref0]["objective"] <= goal["paper_converged"] * best
-        for name, v in runs.items():
-            v["objective_ratio"] = v["objective"] / best
-            v["rd_ratio"] = v["rd_auc"] / ref_rd if ref0 and ref_rd > 0 else None
-            v["paper_ssim"] = ssim(pictures[name], pictures[ref0]) if ref0 else None
+        refs = sorted((n for n, v in runs.items() if v["schedule"] == reference),
+                      key=lambda n: runs[n]["seed"])  # fmt: skip
+        ref0: str | None = refs[0] if refs else None
+        rd_spread: float | None = None
+        converged = False
+        for v in runs.values():
+            v.update(objective_ratio=v["objective"] / best, rd_ratio=None, paper_ssim=None)
+        if ref0 is not None:
+            ref_rd = runs[ref0]["rd_auc"]
+            if len(refs) > 1 and ref_rd > 0:
+                rd_spread = max(runs[n]["rd_auc"] for n in refs) / ref_rd
+            converged = runs[ref0]["objective"] <= goal["paper_converged"] * best
+            for name, v in runs.items():
+                v["rd_ratio"] = v["rd_auc"] / ref_rd if ref_rd > 0 else None
+                v["paper_ssim"] = ssim(pictures[name], pictures[ref0])
         schedules: dict[str, Any] = {}
         for sched in sorted({v["schedule"] for v in runs.values()}):
             names = sorted((n for n, v in runs.items() if v["schedule"] == sched), key=str)

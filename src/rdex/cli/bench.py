@@ -23,9 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "quality: CartoonX under the paper schedule (two seeds) and faster presets, every "
         "snapshot scored by one evaluator (fixed seed, --eval-samples noise draws): objective "
         "vs wall-clock, SSIM and retained-set overlap to the paper-schedule explanation. Writes "
-        "bench-speed.json/.png and bench-quality.json/.png to --out.",
+        "repeat: several seeds of each --schedules preset on the images of --records (run records "
+        "of the paper schedule, .npz + .json), scored against them: two-seed SSIM, objective over "
+        "the best found, rate-distortion, SSIM to the paper schedule where it converged. Writes "
+        "bench-speed.json/.png, bench-quality.json/.png, bench-repeat.json/.png to --out.",
     )
-    p.add_argument("--mode", choices=("speed", "quality", "all"), default="speed")
+    p.add_argument("--mode", choices=("speed", "quality", "repeat", "all"), default="speed")
     p.add_argument("--image", default="chelsea", help="bundled sample name or image file")
     p.add_argument("--size", type=int, default=256, help="image side (default 256)")
     p.add_argument("--lambda-k", type=float, default=20.0, help="sparsity (default 20)")
@@ -65,6 +68,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="score recorded runs (*.pt from benchmarks/studies/quality_runs.py, loaded with "
         "weights_only=True: tensors and plain data only, never code) in this folder "
         "instead of running; the reference is paper-s0, the floor paper-s1",
+    )
+    r = p.add_argument_group("repeat mode")
+    r.add_argument(
+        "--records",
+        action="append",
+        default=None,
+        help="folder of run records (NAME.json + NAME.npz; repeatable): the paper-schedule "
+        "references and any earlier runs, which are scored and not run again (default "
+        "benchmarks/results/paper-128 when it exists); images, size and lambda_k come from them",
+    )
+    r.add_argument("--seeds", default="0,1,2", help="seeds per schedule (default 0,1,2)")
+    r.add_argument(
+        "--images", default=None, help="comma-separated images (default: those of --records)"
     )
     add_model_args(p)
     p.set_defaults(func=run)
@@ -173,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"-> {out / 'bench-speed.json'}, {out / 'bench-speed.png'}")
 
+    if args.mode == "repeat":
+        _repeat(args, model, device)
+
     if args.mode in ("quality", "all"):
         records: dict[str, dict[str, Any]] = {}
         if args.runs:
@@ -214,3 +233,70 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"-> {out / 'bench-quality.json'}, {out / 'bench-quality.png'}")
     return 0
+
+
+def _repeat(args: argparse.Namespace, model: torch.nn.Module, device: torch.device) -> None:
+    """``--mode repeat``: run the seeds of each schedule that the records lack, then score all."""
+    from rdex.bench.repeat import (
+        REPEAT_IMAGES,
+        load_records,
+        plot_repeatability,
+        run_record,
+        score_repeatability,
+    )
+    from rdex.rde import PRESETS, preset
+
+    folders = args.records or (
+        ["benchmarks/results/paper-128"] if Path("benchmarks/results/paper-128").is_dir() else []
+    )
+    records = [r for folder in folders for r in load_records(folder)]
+    schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
+    for s in schedules:
+        if s not in PRESETS:
+            raise ValueError(f"unknown preset {s!r}; choose from {', '.join(PRESETS)}")
+    try:
+        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    if not seeds:
+        raise ValueError("--seeds needs at least one seed")
+    images = (
+        [v.strip() for v in args.images.split(",") if v.strip()]
+        if args.images
+        else sorted({r.image for r in records}) or list(REPEAT_IMAGES)
+    )
+    have = {(r.schedule, r.image, r.seed) for r in records}
+    out = Path(args.out)
+    for image in images:
+        known = [r for r in records if r.image == image]
+        size = known[0].size if known else args.size
+        lambda_k = float(known[0].config["lambda_k"]) if known else args.lambda_k
+        for schedule in schedules:
+            for seed in seeds:
+                if (schedule, image, seed) in have:
+                    continue
+                config = preset(schedule, lambda_k=lambda_k, seed=seed)
+                if args.steps_cap:
+                    config = config.replace(steps=min(config.steps, args.steps_cap))
+                _say(f"running {schedule} on {image} ({size} px), seed {seed}")
+                record = run_record(model, image, size, config, schedule=schedule, device=device)
+                record.save(out / "records")
+                records.append(record)
+    records = [r for r in records if r.image in images]
+    scores = score_repeatability(
+        records, model, eval_samples=args.eval_samples, device=device, log=_say
+    )
+    _write_json(out / "bench-repeat.json", scores)
+    plot_repeatability(records, scores, out / "bench-repeat.png")
+    for name, s in scores["schedules"].items():
+        print(
+            f"{name}: {s['evaluations']} evaluations, {s['images']} images; seed SSIM min "
+            f"{_fmt(s['seed_ssim_min'])}, objective x{_fmt(s['objective_ratio_max'])}, "
+            f"rate-distortion x{_fmt(s['rd_ratio_max'])}, SSIM to paper min "
+            f"{_fmt(s['paper_ssim_min'])}"
+        )
+    print(f"-> {out / 'bench-repeat.json'}, {out / 'bench-repeat.png'}")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
