@@ -32,6 +32,8 @@ p.add_argument("--beta2", type=float)
 p.add_argument("--extra", default="{}", help="more RDEConfig fields as JSON")
 p.add_argument("--keep", default="schedule-search-masks", help="folder for the final masks")
 a = p.parse_args()
+if not a.name:
+    p.error("--name is required")
 torch.set_num_threads(1)
 if a.antithetic:
     orig = ob._Adaptive.sample
