@@ -280,7 +280,11 @@ def test_cli_bench_repeat_scores_seeds_against_records(
     assert image["rd_floor"] is not None and image["rd_floor"] > 0
     assert scores["schedules"]["preview"]["images"] == 1
     assert "preview: 40 evaluations" in captured.out  # 5 steps x 8 samples
-    assert (out / "bench-repeat.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("bench-repeat.png", "bench-repeat-curve.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    curve = image["schedules"]["preview"]["curve"]
+    assert curve["evaluations"][-1] == 40 and len(curve["seed_ssim"]) == len(curve["steps"]) > 1
+    assert curve["seed_ssim"][0] > 0.99  # the masks start equal (ones)
     assert sorted(p.name for p in (out / "records").glob("*.json")) == [
         f"preview-chelsea-s{s}.json" for s in (0, 1, 2)
     ]

@@ -47,6 +47,7 @@ __all__ = [
     "run_record",
     "score_repeatability",
     "plot_repeatability",
+    "plot_seed_curves",
 ]
 
 #: The bundled samples the study runs on (``sky`` is left out: its explanation is nearly empty).
@@ -306,6 +307,7 @@ def score_repeatability(
             model, x, lambda_k=lambdas.pop(), target=targets_.pop(), samples=eval_samples
         )
         runs: dict[str, Any] = {}
+        by_name = {r.name: r for r in recs}
         pictures: dict[str, np.ndarray] = {}
         for r in recs:
             mask = [torch.from_numpy(b) for b in r.final]
@@ -367,6 +369,7 @@ def score_repeatability(
                 if not converged or summary["paper_ssim_min"] is None
                 else summary["paper_ssim_min"] >= goal["paper_ssim"],
             }
+            summary["curve"] = _seed_curve([by_name[n] for n in names], evaluator)
             schedules[sched] = summary
             say(
                 f"{image} {sched}: seeds SSIM min {summary['seed_ssim_min']}, objective "
@@ -411,6 +414,25 @@ def score_repeatability(
         "images": images,
         "schedules": overall,
     }
+
+
+def _seed_curve(recs: Sequence[RunRecord], evaluator: ObjectiveEvaluator) -> dict[str, list[float]]:
+    """Mean SSIM between the pictures of any two seeds at every snapshot step they share, with
+    the model evaluations spent by then: where along a run the seeds part ways."""
+    curve: dict[str, list[float]] = {"steps": [], "evaluations": [], "seed_ssim": []}
+    if len(recs) < 2:
+        return curve
+    common = sorted(set.intersection(*(set(r.steps) for r in recs)))
+    for step in common:
+        pics = [
+            evaluator.picture([torch.from_numpy(b) for b in r.masks[r.steps.index(step)]])
+            for r in recs
+        ]
+        values = [ssim(a, b) for a, b in _pairs(pics)]
+        curve["steps"].append(step)
+        curve["evaluations"].append(step * int(recs[0].config["samples"]))
+        curve["seed_ssim"].append(float(np.mean(values)))
+    return curve
 
 
 def plot_repeatability(
@@ -465,6 +487,33 @@ def plot_repeatability(
             -0.1, 0.5, image, transform=axes[row][0].transAxes, rotation=90, va="center",
             ha="right", fontsize=9,
         )  # fmt: skip
+    fig.tight_layout()
+    atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    plt.close(fig)
+
+
+def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Mean two-seed SSIM against model evaluations spent, one panel per image, one line per
+    schedule: where the seeds part ways, and where each schedule ends."""
+    import matplotlib.pyplot as plt
+
+    from rdex.io import atomic_write_with
+
+    images = sorted(scores["images"])
+    fig, axes = plt.subplots(1, len(images), figsize=(3.4 * len(images), 3.2), squeeze=False)
+    for ax, image in zip(axes[0], images, strict=True):
+        for name, sched in scores["images"][image]["schedules"].items():
+            c = sched["curve"]
+            if c["evaluations"]:
+                ax.plot(c["evaluations"], c["seed_ssim"], "-o", ms=3, label=name)
+        ax.axhline(scores["targets"]["seed_ssim"], color="grey", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0.5, 1.005)
+        ax.set_title(image, fontsize=9)
+        ax.set_xlabel("model evaluations spent")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean SSIM between seeds")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
     plt.close(fig)

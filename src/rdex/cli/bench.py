@@ -241,6 +241,7 @@ def _repeat(args: argparse.Namespace, model: torch.nn.Module, device: torch.devi
         REPEAT_IMAGES,
         load_records,
         plot_repeatability,
+        plot_seed_curves,
         run_record,
         score_repeatability,
     )
@@ -288,6 +289,7 @@ def _repeat(args: argparse.Namespace, model: torch.nn.Module, device: torch.devi
     )
     _write_json(out / "bench-repeat.json", scores)
     plot_repeatability(records, scores, out / "bench-repeat.png")
+    plot_seed_curves(scores, out / "bench-repeat-curve.png")
     for name, s in scores["schedules"].items():
         print(
             f"{name}: {s['evaluations']} evaluations, {s['images']} images; seed SSIM min "
