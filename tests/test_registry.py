@@ -138,3 +138,28 @@ def test_callers_model_is_untouched(info: MethodInfo) -> None:
 def test_bad_input_is_a_clear_error(info: MethodInfo, bad: torch.Tensor) -> None:
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)|float"):
         info.attribution(ColourNet(), bad, **quick(info))
+
+
+def test_default_preset_is_written_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI, the batch runner's configs, the attribution functions and captum read one
+    constant: changing it changes them all."""
+    import argparse
+
+    import rdex.config
+    from rdex.captum import CartoonXAttribution
+    from rdex.cli._common import add_rde_args
+    from rdex.methods.registry import get_method
+
+    monkeypatch.setattr(rdex.config, "DEFAULT_PRESET", "preview")
+    want = rdex.config.PRESETS["preview"]
+    assert get_method("cartoonx").config().steps == want["steps"]
+    assert get_method("pixel-rde").config().lr == want["lr"]
+    parser = argparse.ArgumentParser()
+    add_rde_args(parser)
+    assert parser.parse_args([]).preset == "preview"
+    attribution = CartoonXAttribution(make_tiny_model())
+    attribution.attribute(torch.rand(1, 3, 16, 16), target=0)
+    assert attribution.last_result is not None
+    assert attribution.last_result.config.steps == want["steps"]
+    picture = ATTRIBUTIONS["cartoonx"]  # the attribution function of the registry
+    assert picture(make_tiny_model(), torch.rand(1, 3, 16, 16), target=0).shape == (1, 1, 16, 16)

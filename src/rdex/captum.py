@@ -35,6 +35,7 @@ from typing import Any, Literal
 from captum.attr import Attribution
 from torch import Tensor, nn
 
+from rdex import config as _config
 from rdex._interop import InputSpace, captum_target
 from rdex.methods import CartoonX, PixelRDE, get_method
 from rdex.metrics import pixel_relevance
@@ -71,7 +72,8 @@ class RDEAttribution(Attribution):
         obfuscation: Obfuscation strategy or name.
         values: ``"share"``, ``"picture"`` or ``"retained"`` (module docstring). ``"share"``
             needs a pixel or wavelet representation.
-        preset: Schedule from :data:`rdex.rde.PRESETS`; default ``"fast"``.
+        preset: Schedule from :data:`rdex.rde.PRESETS`; default
+            :data:`rdex.config.DEFAULT_PRESET` (the CLI's).
         config: A full :class:`~rdex.rde.RDEConfig` instead of a preset.
         distortion: A distortion callable (a name goes in ``**settings`` as ``distortion=``).
         explanation: The picture kind (``"greyscale"``, ``"mask"``, ``"retained"``).
@@ -97,7 +99,7 @@ class RDEAttribution(Attribution):
         obfuscation: Obfuscation | str = "gaussian",
         *,
         values: AttributionValues = "share",
-        preset: str = "fast",
+        preset: str | None = None,
         config: RDEConfig | None = None,
         distortion: Distortion | None = None,
         explanation: ExplanationKind = "retained",
@@ -206,7 +208,7 @@ class RDEAttribution(Attribution):
 
     def _settings_config(self, options: dict[str, Any]) -> RDEConfig:
         settings = {k: v for k, v in options.items() if k not in _EXPLAINER_KEYS}
-        base = options["config"] or preset(options["preset"])
+        base = options["config"] or preset(options["preset"] or _config.DEFAULT_PRESET)
         if options["config"] is None and self.default_lambda_k is not None:
             base = base.replace(lambda_k=self.default_lambda_k)
         return base.replace(**settings)
@@ -237,7 +239,7 @@ class CartoonXAttribution(RDEAttribution):
     Args:
         model: As for :class:`RDEAttribution`.
         values: ``"share"`` (default), ``"picture"`` (the cartoon) or ``"retained"``.
-        preset: Default ``"fast"``; ``"paper"`` is appendix A.2.
+        preset: Default :data:`rdex.config.DEFAULT_PRESET`; ``"paper"`` is appendix A.2.
         wavelet, levels, mode: The DWT.
         obfuscation: Obfuscation (default adaptive Gaussian per scale).
         mean, std, normalise: The inputs' normalisation (see :class:`RDEAttribution`).

@@ -16,7 +16,7 @@ from rdex.checks import finite_number, integer
 from rdex.distortions import get_distortion
 from rdex.types import ModelOutput, Schedule
 
-__all__ = ["RDEConfig", "PRESETS", "preset"]
+__all__ = ["RDEConfig", "PRESETS", "DEFAULT_PRESET", "preset"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"steps": 400, "samples": 16, "lr": 0.03, "schedule": "cosine", "lr_final": 1e-4},
     "preview": {"steps": 100, "samples": 8, "lr": 0.1, "schedule": "cosine", "lr_final": 1e-4},
 }
+
+
+#: The schedule of the CLI (``rdex explain``, ``batch``, ``compare``, ...), the batch runner and
+#: the captum and Quantus wrappers when none is named. The Python classes (``rdex.CartoonX``, ...)
+#: default to ``"paper"``, appendix A.2.
+DEFAULT_PRESET: str = "fast"
 
 
 def preset(name: str, **overrides: Any) -> RDEConfig:

@@ -167,7 +167,7 @@ def compare_methods(
         target: Label per image to explain (index, name, list, tensor); the prediction by default.
         names: Display name per image.
         settings: Per method, keyword settings for its registry entry (e.g. ``{"cartoonx":
-            {"config": cfg}}``); RDE methods default to the ``"fast"`` preset.
+            {"config": cfg}}``); RDE methods default to :data:`rdex.config.DEFAULT_PRESET`.
         progress: Progress bars (RDE bars show the current loss).
 
     Returns:
@@ -339,7 +339,7 @@ def sweep(
         values: The values, or per method its own values (e.g. smaller ``lambda_k`` for Pixel RDE).
         methods: RDE methods, one row each per image (default: CartoonX and Pixel RDE for
             ``lambda-k``, CartoonX otherwise).
-        configs: Per method the base configuration (default: the ``"fast"`` preset with the
+        configs: Per method the base configuration (default: :data:`rdex.config.DEFAULT_PRESET` with the
             method's default ``lambda_k``).
         obfuscation: Obfuscation of the runs that do not sweep it.
         target: Label per image; the prediction by default.
@@ -374,7 +374,7 @@ def sweep(
     outer = _bar(len(x) * sum(len(v) for v in per_method.values()), f"sweep {param}", progress)
     for m in methods:
         cls = METHODS[m]
-        base = configs.get(m) or get_method(m).config("fast")
+        base = configs.get(m) or get_method(m).config()
         for value in per_method[m]:
             cfg, obf = base, obfuscation
             if param == "lambda-k":

@@ -113,7 +113,7 @@ def explain(
             ``"abs-sum"`` or ``"abs-max"`` (one channel).
         device: Passed by Quantus; the inputs go to the model's device (this one if the model has
             no parameters).
-        **settings: Method settings: for RDE methods ``preset`` (default ``"fast"``), ``values``
+        **settings: Method settings: for RDE methods ``preset`` (default :data:`rdex.config.DEFAULT_PRESET`), ``values``
             and :class:`~rdex.rde.RDEConfig` fields (``steps``, ``samples``, ``lambda_k``,
             ``seed``, ...); for baselines their keyword arguments (``n_steps``, ``samples``, ...).
 

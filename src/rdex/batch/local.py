@@ -36,7 +36,7 @@ def _resolve_configs(
         elif configs is not None and m in configs:
             resolved[m] = configs[m]
         else:
-            resolved[m] = get_method(m).config("fast")
+            resolved[m] = get_method(m).config()
     return resolved
 
 

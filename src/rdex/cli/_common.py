@@ -163,7 +163,10 @@ def add_image_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_rde_args(parser: argparse.ArgumentParser, *, default_preset: str = "fast") -> None:
+def add_rde_args(parser: argparse.ArgumentParser, *, default_preset: str | None = None) -> None:
+    from rdex.config import DEFAULT_PRESET
+
+    default_preset = default_preset or DEFAULT_PRESET
     group = parser.add_argument_group("RDE optimisation")
     group.add_argument(
         "--preset",

@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_args(p)
     add_image_args(p)
-    add_rde_args(p, default_preset="fast")
+    add_rde_args(p)
     # The model of a saved run is read from its records unless given.
     p.set_defaults(func=run, model=None)
 

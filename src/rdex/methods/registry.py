@@ -95,19 +95,20 @@ class MethodInfo:
         """Whether this is an RDE method (an optimised mask) rather than a baseline."""
         return self.kind == "rde"
 
-    def config(self, preset_name: str = "fast", **overrides: Any) -> RDEConfig:
+    def config(self, preset_name: str | None = None, **overrides: Any) -> RDEConfig:
         """The method's :class:`~rdex.rde.RDEConfig` under a named preset with its default
-        ``lambda_k`` (what the batch runner and ``rdex batch`` start from).
+        ``lambda_k`` (what the batch runner and ``rdex batch`` start from); ``preset_name``
+        defaults to :data:`rdex.config.DEFAULT_PRESET`.
 
         Raises:
             ValueError: For a baseline, which has no RDE config.
         """
         if not self.is_rde:
             raise ValueError(f"{self.name!r} is not an RDE method")
-        from rdex.rde import preset
+        from rdex.config import DEFAULT_PRESET, preset
 
         overrides.setdefault("lambda_k", self.default_lambda_k)
-        return preset(preset_name, **overrides)
+        return preset(preset_name or DEFAULT_PRESET, **overrides)
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -306,14 +307,15 @@ def _rde_attribution(info: MethodInfo) -> Attribution:
         *,
         target: Any = None,
         config: RDEConfig | None = None,
-        preset: str = "fast",
+        preset: str | None = None,
         progress: bool = False,
         desc: str | None = None,
         **settings: Any,
     ) -> Tensor:
         from rdex.baselines import _check_input
+        from rdex.config import DEFAULT_PRESET
 
-        explainer = info.factory(model, preset=preset, config=config, **settings)
+        explainer = info.factory(model, preset=preset or DEFAULT_PRESET, config=config, **settings)
         return explainer.explain(
             _check_input(x), target=target, progress=progress, desc=desc
         ).explanation
@@ -321,7 +323,7 @@ def _rde_attribution(info: MethodInfo) -> Attribution:
     attribution.__name__ = info.name.replace("-", "_")
     attribution.__doc__ = (
         f"The {info.title} explanation picture ``(B, 1, H, W)``; ``config`` (an RDEConfig) or "
-        "``preset`` (default 'fast') plus overrides such as ``lambda_k``, ``steps``, "
+        "``preset`` (default :data:`rdex.config.DEFAULT_PRESET`) plus overrides such as ``lambda_k``, ``steps``, "
         "``obfuscation``, ``distortion``; ``progress`` shows a bar with the current loss."
     )
     return attribution
