@@ -202,6 +202,7 @@ def run_schedule(
     save_path: str | os.PathLike[str] | None = None,
     save_every: int = 0,
     meta: dict[str, Any] | None = None,
+    init_mask: Sequence[Tensor] | None = None,
 ) -> dict[str, Any]:
     """Run CartoonX with ``config`` and snapshot the mask at ``checkpoints`` with wall-clock times.
 
@@ -219,6 +220,7 @@ def run_schedule(
             ``save_every`` steps (atomically), so a long run leaves a partial curve behind.
         save_every: Steps between partial saves (0: only at the end).
         meta: Extra fields stored in the record.
+        init_mask: Warm start (per band), as :meth:`rdex.rde.RDE.explain` takes it.
 
     Returns:
         A record: ``steps`` (list), ``time_s`` (list), ``masks`` (per checkpoint, per band, CPU),
@@ -260,7 +262,7 @@ def run_schedule(
 
     explainer.callback = on_step
     t0 = time.perf_counter()
-    result = explainer.explain(x, target=target)
+    result = explainer.explain(x, target=target, init_mask=init_mask)
     record["runtime_s"] = time.perf_counter() - t0
     record["loss"] = result.history["loss"][:, 0].tolist()
     record["target"] = int(result.target[0])
