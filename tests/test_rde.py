@@ -306,3 +306,50 @@ def test_the_benchmark_scores_the_picture_the_user_sees() -> None:
     result = explainer.explain(x)
     picture = cartoon_picture(x, result.mask, explainer.representation)
     assert torch.equal(torch.from_numpy(picture), result.explanation[0, 0])
+
+
+class _CountingGaussian(GaussianAdaptive):
+    """The paper's noise, recording how many draws each step asks for."""
+
+    def __init__(self) -> None:
+        self.draws: list[int] = []
+
+    def sample(self, state, num_samples, generators):  # type: ignore[no-untyped-def]
+        self.draws.append(num_samples)
+        return super().sample(state, num_samples, generators)
+
+
+def test_early_samples_draw_more_noise_in_the_first_steps() -> None:
+    cfg = quick(steps=6, samples=2, early_steps=3, early_samples=5)
+    assert cfg.evaluations == 3 * 5 + 3 * 2
+    assert [cfg.samples_at(i) for i in range(6)] == [5, 5, 5, 2, 2, 2]
+    noise = _CountingGaussian()
+    x = images(2)
+    batch = RDE(sensitive_net(), Wavelet(), noise, config=cfg).explain(x)
+    assert noise.draws == [5, 5, 5, 2, 2, 2]
+    # Still one image's run whatever the batch, and the early samples change the result.
+    single = RDE(sensitive_net(), Wavelet(), "gaussian", config=cfg).explain(x[1:])
+    for a, b in zip(batch.mask, single.mask, strict=True):
+        assert torch.equal(a[1:], b)
+    plain = RDE(sensitive_net(), Wavelet(), "gaussian", config=cfg.replace(early_steps=0))
+    assert not torch.equal(plain.explain(x[1:]).mask_flat, single.mask_flat)
+    with pytest.raises(ValueError, match="early_samples"):
+        quick(early_steps=2, early_samples=0)
+    with pytest.raises(ValueError, match="early_steps"):
+        quick(early_steps=-1)
+
+
+def test_hold_keeps_the_learning_rate_then_anneals() -> None:
+    cfg = quick(steps=10, lr=0.1, lr_final=0.001, schedule="cosine", hold=0.5)
+    lrs = [cfg.lr_at(i) for i in range(10)]
+    assert lrs[:6] == [0.1] * 6  # steps 0-4 held, step 5 starts the anneal at lr
+    assert lrs[-1] == pytest.approx(0.001) and all(
+        a > b for a, b in zip(lrs[5:], lrs[6:], strict=False)
+    )
+    assert quick(schedule="constant", hold=0.5).lr_at(29) == 0.05  # ignored when constant
+    assert [quick(schedule="cosine", hold=0.0).lr_at(i) for i in range(30)] == [
+        quick(schedule="cosine").lr_at(i) for i in range(30)
+    ]
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="hold"):
+            quick(hold=bad)

@@ -26,7 +26,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--lambda-k", type=float, default=20.0)
     for opt, kind in (("steps", int), ("samples", int), ("lr", float), ("lr-final", float),
-                      ("hold", float), ("init", float)):  # fmt: skip
+                      ("hold", float), ("init", float), ("early-steps", int),
+                      ("early-samples", int)):  # fmt: skip
         p.add_argument(f"--{opt}", type=kind, default=None)
     p.add_argument("--schedule", default=None)
     p.add_argument("--threads", type=int, default=1)
@@ -43,6 +44,7 @@ def main() -> None:
             config = preset(
                 a.preset, lambda_k=a.lambda_k, seed=seed, steps=a.steps, samples=a.samples,
                 lr=a.lr, lr_final=a.lr_final, hold=a.hold, init=a.init, schedule=a.schedule,
+                early_steps=a.early_steps, early_samples=a.early_samples,
             )  # fmt: skip
             record = run_record(model, image, a.size, config, schedule=a.name, name=name)
             record.save(out)

@@ -425,8 +425,10 @@ def _search(
             desc=f"{desc or 'search'} lambda_k={lam:.4g}",
             init_mask=init,
         )
-        draws = 1 if explainer.obfuscation.deterministic else explainer.config.samples
-        evaluations = _FORWARD + explainer.config.steps * draws
+        cfg = explainer.config
+        evaluations = _FORWARD + (
+            cfg.steps if explainer.obfuscation.deterministic else cfg.evaluations
+        )
         if goal == "keep_probability":
             kept = measure_keep_probability(explainer, x, result, samples=samples, seed=seed)
             value = float(kept[0])

@@ -28,6 +28,10 @@ class RDEConfig:
             ``lambda_k * mean(s)``. The paper uses [20, 80] for CartoonX and [3, 20] for Pixel RDE.
         steps: Number of optimisation steps ``N``.
         samples: Noise samples ``L`` per step.
+        early_steps: The first ``early_steps`` steps draw ``early_samples`` noise samples each
+            instead of ``samples`` (0: off). More samples while the mask first falls from ones,
+            where the noise decides which entries go and two seeds would otherwise part ways.
+        early_samples: Noise samples per step during the first ``early_steps`` steps.
         lr: Adam's learning rate (the initial one for a schedule).
         schedule: ``"constant"`` (the paper) or ``"cosine"`` (from ``lr`` down to ``lr_final``).
         lr_final: Final learning rate of the cosine schedule.
@@ -62,6 +66,8 @@ class RDEConfig:
     lambda_k: float = 20.0
     steps: int = 2000
     samples: int = 64
+    early_steps: int = 0
+    early_samples: int = 0
     lr: float = 1e-3
     schedule: Schedule = "constant"
     lr_final: float = 1e-4
@@ -88,7 +94,7 @@ class RDEConfig:
             "spatial_l1",
         ):
             finite_number(name, getattr(self, name))
-        for name in ("steps", "samples"):
+        for name in ("steps", "samples", "early_steps", "early_samples"):
             integer(name, getattr(self, name))
         if self.sample_chunk is not None:
             integer("sample_chunk", self.sample_chunk)
@@ -108,6 +114,11 @@ class RDEConfig:
             raise ValueError(f"lambda_k must be non-negative, got {self.lambda_k}")
         if self.steps < 0 or self.samples < 1:
             raise ValueError(f"need steps >= 0 and samples >= 1, got {self.steps}, {self.samples}")
+        if self.early_steps < 0 or (self.early_steps > 0 and self.early_samples < 1):
+            raise ValueError(
+                "need early_steps >= 0 and, when early_steps > 0, early_samples >= 1; got "
+                f"{self.early_steps}, {self.early_samples}"
+            )
         if self.lr <= 0 or self.lr_final <= 0:
             raise ValueError("learning rates must be positive")
         if self.schedule not in ("constant", "cosine"):
@@ -125,6 +136,17 @@ class RDEConfig:
     def replace(self, **changes: Any) -> RDEConfig:
         """A copy with some fields changed (``None`` values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def samples_at(self, step: int) -> int:
+        """Noise samples drawn at ``step`` (0-based)."""
+        return self.early_samples if step < self.early_steps else self.samples
+
+    @property
+    def evaluations(self) -> int:
+        """Model evaluations of one image's optimisation under random noise: the samples of all
+        steps (a deterministic obfuscation needs one per step)."""
+        early = min(self.early_steps, self.steps)
+        return early * self.early_samples + (self.steps - early) * self.samples
 
     def lr_at(self, step: int) -> float:
         """Learning rate used at ``step`` (0-based)."""

@@ -142,7 +142,8 @@ class _Problem:
     target: Tensor
     given: Tensor | None  # the caller's reference output, one row per input
     grey_bands: list[Tensor] | None  # for the spatial penalty
-    samples: int
+    samples: int  # per step after the early steps (1 for a deterministic obfuscation)
+    early_samples: int  # per step during the early steps
     chunk: int
     references: dict[tuple[int, int], Tensor] = field(default_factory=dict)
 
@@ -379,7 +380,8 @@ class RDE:
         for step in range(cfg.steps):
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
-            noise = self.obfuscation.sample(problem.state, problem.samples, generators)
+            draws = problem.early_samples if step < cfg.early_steps else problem.samples
+            noise = self.obfuscation.sample(problem.state, draws, generators)
             for i, mask in enumerate(masks):
                 history[:, step, i] = self._image_step(problem, i, mask, noise, step)
             optimizer.step()
@@ -412,8 +414,11 @@ class RDE:
                 grey = x.mean(dim=1, keepdim=True)
                 grey_bands = [b.detach() for b in self.representation.encode(grey)]
         samples = 1 if self.obfuscation.deterministic else cfg.samples
-        chunk = self._chunk_size(x, samples)
-        return _Problem(x, bands, state, target_idx, given, grey_bands, samples, chunk)
+        early = (
+            samples if self.obfuscation.deterministic or not cfg.early_steps else cfg.early_samples
+        )
+        chunk = self._chunk_size(x, max(samples, early))
+        return _Problem(x, bands, state, target_idx, given, grey_bands, samples, early, chunk)
 
     def _initial_masks(
         self, problem: _Problem, init_mask: Sequence[Tensor] | None
@@ -458,7 +463,7 @@ class RDE:
     ) -> tuple[list[Tensor], Tensor]:
         """Monte-Carlo distortion ``(1,)`` of input ``i`` and its gradient per band, over chunks
         of ``problem.chunk`` obfuscations (the gradient is accumulated)."""
-        samples = problem.samples
+        samples = noise[0].shape[1]
         bands = [b[i : i + 1] for b in problem.bands]
         grads = [torch.zeros_like(m) for m in mask]
         distortion = problem.x.new_zeros(1)

@@ -105,8 +105,9 @@ class RunRecord:
 
     @property
     def evaluations(self) -> int:
-        """Model evaluations of the run (``steps * samples``)."""
-        return int(self.config["steps"]) * int(self.config["samples"])
+        """Model evaluations of the run (:attr:`rdex.config.RDEConfig.evaluations`)."""
+        fields = RDEConfig.__dataclass_fields__
+        return RDEConfig(**{k: v for k, v in self.config.items() if k in fields}).evaluations
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``NAME.npz`` (compressed masks) and ``NAME.json`` (everything else) to ``folder``."""
@@ -430,7 +431,10 @@ def _seed_curve(recs: Sequence[RunRecord], evaluator: ObjectiveEvaluator) -> dic
         ]
         values = [ssim(a, b) for a, b in _pairs(pics)]
         curve["steps"].append(step)
-        curve["evaluations"].append(step * int(recs[0].config["samples"]))
+        config = RDEConfig(
+            **{k: v for k, v in recs[0].config.items() if k in RDEConfig.__dataclass_fields__}
+        )
+        curve["evaluations"].append(config.replace(steps=step).evaluations)
         curve["seed_ssim"].append(float(np.mean(values)))
     return curve
 
