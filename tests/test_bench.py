@@ -280,6 +280,8 @@ def test_cli_bench_repeat_scores_seeds_against_records(
     assert image["rd_floor"] is not None and image["rd_floor"] > 0
     assert scores["schedules"]["preview"]["images"] == 1
     assert "preview: 40 evaluations" in captured.out  # 5 steps x 8 samples
+    table = (out / "bench-repeat.md").read_text()
+    assert "| chelsea | preview | 40 | 3 |" in table and "| **all 1** | **preview** |" in table
     for name in ("bench-repeat.png", "bench-repeat-curve.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     curve = image["schedules"]["preview"]["curve"]

@@ -48,6 +48,7 @@ __all__ = [
     "score_repeatability",
     "plot_repeatability",
     "plot_seed_curves",
+    "repeat_table",
 ]
 
 #: The bundled samples the study runs on (``sky`` is left out: its explanation is nearly empty).
@@ -521,3 +522,49 @@ def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> No
     fig.tight_layout()
     atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
     plt.close(fig)
+
+
+def repeat_table(scores: dict[str, Any]) -> str:
+    """A Markdown table of :func:`score_repeatability`'s scores: one row per image and schedule,
+    then one per schedule over all images, each judged against the targets."""
+
+    def f(value: float | None, digits: int = 3) -> str:
+        return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+    def mark(ok: bool | None) -> str:
+        return "" if ok is None else (" ✓" if ok else " ✗")
+
+    goal = scores["targets"]
+    lines = [
+        f"| image | schedule | evaluations | seeds | two-seed SSIM min (≥ {goal['seed_ssim']}) "
+        f"| objective / best found, max (≤ {goal['objective_ratio']}) "
+        "| rate-distortion / paper, max (paper's two-seed spread) "
+        f"| SSIM to paper, min (≥ {goal['paper_ssim']} where it converged) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for image, data in scores["images"].items():
+        spread = data["rd_floor"]
+        converged = data["reference_converged"]
+        for name, s in data["schedules"].items():
+            ok = s["meets"]
+            paper = f(s["paper_ssim_min"])
+            if s["paper_ssim_min"] is not None and not converged:
+                paper += " (paper not converged)"
+            lines.append(
+                f"| {image} | {name} | {s['evaluations']} | {len(s['seeds'])} "
+                f"| {f(s['seed_ssim_min'])}{mark(ok['seed_ssim'])} "
+                f"| {f(s['objective_ratio_max'])}{mark(ok['objective'])} "
+                f"| {f(s['rd_ratio_max'])}{mark(ok['faithfulness'])}"
+                f"{'' if spread is None else f' ({f(spread)})'} "
+                f"| {paper}{mark(ok['paper_ssim'])} |"
+            )
+    for name, s in scores["schedules"].items():
+        ok = s["meets"]
+        lines.append(
+            f"| **all {s['images']}** | **{name}** | {s['evaluations']} | "
+            f"| {f(s['seed_ssim_min'])}{mark(ok['seed_ssim'])} "
+            f"| {f(s['objective_ratio_max'])}{mark(ok['objective'])} "
+            f"| {f(s['rd_ratio_max'])}{mark(ok['faithfulness'])} "
+            f"| {f(s['paper_ssim_min'])}{mark(ok['paper_ssim'])} |"
+        )
+    return "\n".join(lines) + "\n"

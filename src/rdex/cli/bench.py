@@ -242,6 +242,7 @@ def _repeat(args: argparse.Namespace, model: torch.nn.Module, device: torch.devi
         load_records,
         plot_repeatability,
         plot_seed_curves,
+        repeat_table,
         run_record,
         score_repeatability,
     )
@@ -290,6 +291,9 @@ def _repeat(args: argparse.Namespace, model: torch.nn.Module, device: torch.devi
     _write_json(out / "bench-repeat.json", scores)
     plot_repeatability(records, scores, out / "bench-repeat.png")
     plot_seed_curves(scores, out / "bench-repeat-curve.png")
+    from rdex.io import atomic_write_text
+
+    atomic_write_text(out / "bench-repeat.md", repeat_table(scores))
     for name, s in scores["schedules"].items():
         print(
             f"{name}: {s['evaluations']} evaluations, {s['images']} images; seed SSIM min "
@@ -297,7 +301,7 @@ def _repeat(args: argparse.Namespace, model: torch.nn.Module, device: torch.devi
             f"rate-distortion x{_fmt(s['rd_ratio_max'])}, SSIM to paper min "
             f"{_fmt(s['paper_ssim_min'])}"
         )
-    print(f"-> {out / 'bench-repeat.json'}, {out / 'bench-repeat.png'}")
+    print(f"-> {out / 'bench-repeat.json'}, {out / 'bench-repeat.md'}, {out / 'bench-repeat.png'}")
 
 
 def _fmt(value: float | None) -> str:
