@@ -154,6 +154,15 @@ def _performance(tmp: Path) -> dict[str, Path]:
     quality = json.loads((studies / "quality-128" / "bench-quality.json").read_text())
     plot_quality(quality, tmp / "quality-128.png", title="CartoonX time to quality, 128x128")
     out["quality-128.png"] = tmp / "quality-128.png"
+    from rdex.bench.repeat import load_records, plot_repeatability, plot_seed_curves
+
+    repeat = studies / "repeat-128"
+    scores = json.loads((repeat / "bench-repeat.json").read_text())
+    plot_seed_curves(scores, tmp / "repeat-128-curve.png")
+    out["repeat-128-curve.png"] = tmp / "repeat-128-curve.png"
+    records = load_records(results / "paper-128") + load_records(repeat / "records")
+    plot_repeatability(records, scores, tmp / "repeat-128.png")
+    out["repeat-128.png"] = tmp / "repeat-128.png"
     for threads in ("2threads", "1thread"):
         name = f"speed-cpu-256-L64-{threads}-idle-default-malloc"
         speed = json.loads((results / name / "bench-speed.json").read_text())
