@@ -81,6 +81,28 @@ def test_batched_run_equals_per_image_runs(method: type) -> None:
         assert int(batched.target[i]) == int(alone.target[0])
 
 
+def test_a_batch_draws_the_noise_of_one_image_at_a_time() -> None:
+    """Each image's L noise draws are made just before its own passes, so a batch holds one
+    image's noise at a time (measured: peak memory no longer grows with the batch)."""
+
+    class Recording(GaussianAdaptive):
+        def __init__(self) -> None:
+            self.images: list[int] = []
+
+        def sample(self, state, num_samples, generators):  # type: ignore[no-untyped-def]
+            noise = super().sample(state, num_samples, generators)
+            self.images.append(noise[0].shape[0])
+            return noise
+
+    obfuscation = Recording()
+    x = images(3, seed=2)
+    explainer = CartoonX(sensitive_net(), obfuscation=obfuscation, config=quick(steps=4))
+    batched = explainer.explain(x)
+    assert obfuscation.images == [1] * (4 * 3)  # per step, one draw per image, of one image
+    alone = explainer.explain(x[1:2])  # and the batch is still the single runs
+    assert torch.equal(batched.mask_flat[1:2], alone.mask_flat)
+
+
 def test_lambda_zero_cartoonx_is_the_greyscale_image() -> None:
     # Figure 7 caption: with lambda = 0 CartoonX is simply the greyscale image.
     x = images(2, size=64)

@@ -10,7 +10,8 @@ as ``lambda_k = lambda * k`` (appendix A.2), i.e. the penalty is ``lambda_k * me
 
 A batch of images is optimised in one loop with exactly the arithmetic of per-image runs, so a
 batched run gives bit for bit the masks of per-image runs: every image has its own mask tensors
-(Adam's state is per image), its own noise generator seeded with ``config.seed``, its own loss and
+(Adam's state is per image), its own noise generator seeded with ``config.seed`` (its noise drawn
+just before its passes, so a batch holds one image's noise at a time), its own loss and
 gradient, and its own forward passes, in chunks whose size depends on the image size only (a
 model's output for one image can change in the last bits with the other images of its batch).
 
@@ -138,7 +139,7 @@ class _Problem:
 
     x: Tensor
     bands: list[Tensor]
-    state: ObfuscationState
+    states: list[ObfuscationState]  # one per input: its noise is drawn when it is optimised
     target: Tensor
     given: Tensor | None  # the caller's reference output, one row per input
     grey_bands: list[Tensor] | None  # for the spatial penalty
@@ -379,8 +380,12 @@ class RDE:
         for step in range(cfg.steps):
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
-            noise = self.obfuscation.sample(problem.state, problem.samples, generators)
             for i, mask in enumerate(masks):
+                # Each input's noise is drawn just before its own passes, so a batch holds the
+                # noise of one input at a time, as a single run does (memory: docs/performance.md).
+                noise = self.obfuscation.sample(
+                    problem.states[i], problem.samples, generators[i : i + 1]
+                )
                 history[:, step, i] = self._image_step(problem, i, mask, noise, step)
             optimizer.step()
             _project(masks)
@@ -403,8 +408,12 @@ class RDE:
         with torch.no_grad():
             target_idx = resolve_target(self.model, probs, target)
             given = check_reference_output(reference_output, probs)
-            bands = [b.detach() for b in self.representation.encode(x)]
-            state = self.obfuscation.prepare(x, bands, self.representation)
+            rep = self.representation
+            bands = [b.detach() for b in rep.encode(x)]
+            states = [
+                self.obfuscation.prepare(x[i : i + 1], [b[i : i + 1] for b in bands], rep)
+                for i in range(x.shape[0])
+            ]
             grey_bands = None
             if cfg.spatial_l1 > 0:
                 if x.dim() != 4:
@@ -413,7 +422,7 @@ class RDE:
                 grey_bands = [b.detach() for b in self.representation.encode(grey)]
         samples = 1 if self.obfuscation.deterministic else cfg.samples
         chunk = self._chunk_size(x, samples)
-        return _Problem(x, bands, state, target_idx, given, grey_bands, samples, chunk)
+        return _Problem(x, bands, states, target_idx, given, grey_bands, samples, chunk)
 
     def _initial_masks(
         self, problem: _Problem, init_mask: Sequence[Tensor] | None
@@ -467,7 +476,7 @@ class RDE:
             d = self._distortion_chunk(
                 mask,
                 bands,
-                [v[i : i + 1, lo:hi] for v in noise],
+                [v[:, lo:hi] for v in noise],
                 problem.shape,
                 self._reference(problem, i, hi - lo),
                 problem.target[i : i + 1],
