@@ -82,21 +82,25 @@ def test_cost_skips_cells_over_the_memory_bound_and_times_rdex_batch_on_ray(
 
 def test_predictions_scale_by_pixels_and_images() -> None:
     rows = [
-        {"size": 128, "batch": 1, "extra_mb": 100.0},
-        {"size": 128, "batch": 4, "extra_mb": 400.0},
-        {"size": 256, "batch": 1, "extra_mb": 400.0},
+        {"size": 128, "batch": 1, "extra_mb": 300.0},
+        {"size": 128, "batch": 4, "extra_mb": 330.0},
+        {"size": 256, "batch": 1, "extra_mb": 1200.0},
     ]
     assert cost._predict([], 128, 1, "extra_mb") is None
     assert cost._predict(rows, 64, 1, "extra_mb") is None  # nothing smaller measured
-    # Linear in images from the same size; linear in pixels where growth was linear so far.
-    assert cost._predict(rows, 256, 4, "extra_mb") == (1600.0, "256 px x 1")
-    assert cost._predict(rows, 512, 1, "extra_mb")[0] == pytest.approx(1600.0)
-    # Worse than linear between the last two sizes (x8 for x4 pixels): the exponent goes on.
-    rows[2]["extra_mb"] = 800.0
-    assert cost._predict(rows, 512, 1, "extra_mb")[0] == pytest.approx(6400.0)
-    # Better than linear: still predicted linearly (never optimistic).
-    rows[2]["extra_mb"] = 200.0
-    assert cost._predict(rows, 512, 1, "extra_mb")[0] == pytest.approx(800.0)
+    # Two batches of a size: a fixed part (290) and a part per image (10).
+    assert cost._predict(rows, 128, 16, "extra_mb") == (450.0, "128 px x 1 and 4")
+    # One batch of a size: in proportion to the images.
+    assert cost._predict(rows, 256, 4, "extra_mb") == (4800.0, "256 px x 1")
+    # A larger size: in proportion to the pixels where growth was linear so far ...
+    assert cost._predict(rows, 256, 1, "extra_mb") == (1200.0, "128 px x 1")
+    assert cost._predict(rows, 512, 1, "extra_mb")[0] == pytest.approx(4800.0)
+    # ... with the exponent seen where it was worse (x8 for x4 pixels: x8 again) ...
+    rows[2]["extra_mb"] = 2400.0
+    assert cost._predict(rows, 512, 1, "extra_mb")[0] == pytest.approx(19200.0)
+    # ... and never better than linear.
+    rows[2]["extra_mb"] = 600.0
+    assert cost._predict(rows, 512, 1, "extra_mb")[0] == pytest.approx(2400.0)
 
 
 def test_batch_folder_holds_distinct_images(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ explanation of ``warmup + steps`` steps; the step times are read between consecu
 explainer's ``callback``), so set-up and the first, warm-up, step are not in them.
 
 Cells whose predicted memory (or time) exceeds a bound are skipped with a reason instead of run:
-the prediction scales the nearest measured smaller cell by pixels and images, and by the
-growth seen between the last two measured sizes where that was worse than linear.
+the prediction extends the measured smaller batches of the same size (a fixed part and a part
+per image), or scales the nearest measured smaller size by pixels and images (by the growth seen
+between the last two sizes where that was worse than linear).
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ def _measure_cell(
     )
     explainer = CartoonX(model, preset=preset_name, lambda_k=lambda_k, steps=warmup + steps)
     stamps: list[float] = []
+    cpu_stamps: list[float] = []
 
     def stamp(_step: int, _masks: list[torch.Tensor]) -> None:
         _sync(device)
         stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
 
     explainer.callback = stamp
     if device.type == "cuda":
@@ -124,8 +127,12 @@ def _measure_cell(
         else peak_memory_mb()
     )
     step_s = [b - a for a, b in zip(stamps[warmup - 1 : -1], stamps[warmup:], strict=True)]
+    cpu_step_s = [
+        b - a for a, b in zip(cpu_stamps[warmup - 1 : -1], cpu_stamps[warmup:], strict=True)
+    ]
     return {
         "step_s": step_s,
+        "cpu_step_s": cpu_step_s,
         "setup_and_warmup_s": stamps[warmup - 1] - start,
         "total_s": total,
         "cpu_s_per_step": cpu / (warmup + steps),
@@ -150,7 +157,7 @@ def _run_cell_in_child(args: tuple[Any, ...], timeout: float | None) -> dict[str
 
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_cell_child, args=(args, out))
+    proc = ctx.Process(target=_cell_child, args=(args, out), daemon=True)
     proc.start()
     deadline = None if timeout is None else time.monotonic() + timeout
     value: dict[str, Any] | str | None = None
@@ -166,7 +173,7 @@ def _run_cell_in_child(args: tuple[Any, ...], timeout: float | None) -> dict[str
                 elif deadline is not None and time.monotonic() > deadline:
                     value = f"took longer than {timeout:g} s; stopped"
     finally:
-        if proc.is_alive() and isinstance(value, str):
+        if proc.is_alive() and not isinstance(value, dict):  # failed, timed out or interrupted
             proc.kill()
         proc.join()
     return value
@@ -177,26 +184,41 @@ def _predict(
 ) -> tuple[float, str] | None:
     """Predicted ``key`` (``extra_mb`` or ``step_s_median``) of a cell from the measured ones.
 
-    The largest measured cell with no more pixels and images, scaled linearly in images and in
-    pixels; in pixels with the exponent seen between that batch's last two measured sizes where
-    that growth was worse than linear.
+    At the same size from the measured smaller batches: on the line through the two largest (a
+    part per image plus a fixed part), or in proportion to the images from one. Otherwise from
+    the largest smaller size with no more images: in proportion to the images, and to the pixels
+    raised to the exponent seen between that batch's last two sizes where that growth was worse
+    than linear (never optimistic about pixels).
     """
     import math
 
     done = [r for r in rows if key in r]
-    below = [r for r in done if r["size"] <= size and r["batch"] <= batch]
+    same = sorted((r for r in done if r["size"] == size and r["batch"] < batch), key=_batch_of)
+    if len(same) >= 2:
+        a, b = same[-2], same[-1]
+        per_image = max(0.0, (b[key] - a[key]) / (b["batch"] - a["batch"]))
+        return b[key] + per_image * (
+            batch - b["batch"]
+        ), f"{size} px x {a['batch']} and {b['batch']}"
+    if same:
+        return same[0][key] * batch / same[0]["batch"], f"{size} px x {same[0]['batch']}"
+    below = [r for r in done if r["size"] < size and r["batch"] <= batch]
     if not below:
         return None
-    ref = max(below, key=lambda r: (r["size"] ** 2 * r["batch"], r["size"]))
+    ref = max(below, key=lambda r: (r["size"], r["batch"]))
     exponent = 1.0
-    same = sorted((r for r in done if r["batch"] == ref["batch"]), key=lambda r: r["size"])
-    if size > ref["size"] and len(same) >= 2 and same[-1] is ref:
-        prev = same[-2]
+    line = sorted((r for r in done if r["batch"] == ref["batch"]), key=lambda r: r["size"])
+    if len(line) >= 2 and line[-1] is ref:
+        prev = line[-2]
         if prev[key] > 0 and ref[key] > 0:
             seen = math.log(ref[key] / prev[key]) / math.log((ref["size"] / prev["size"]) ** 2)
             exponent = max(1.0, seen)
     value = ref[key] * ((size / ref["size"]) ** 2) ** exponent * batch / ref["batch"]
     return value, f"{ref['size']} px x {ref['batch']}"
+
+
+def _batch_of(row: dict[str, Any]) -> int:
+    return int(row["batch"])
 
 
 def cost_benchmark(
@@ -298,10 +320,12 @@ def cost_benchmark(
             row.update(value)
             row["step_s_median"] = step
             row["image_step_s"] = step / batch
+            row["cpu_image_step_s"] = float(statistics.median(value["cpu_step_s"])) / batch
             row["extra_mb"] = max(0.0, value["peak_mb"] - value["baseline_mb"])
             baseline = max(baseline, value["baseline_mb"])
             say(
-                f"{size} px x {batch}: {step:.3f} s/step ({step / batch:.3f} s per image-step), "
+                f"{size} px x {batch}: {step:.3f} s/step ({step / batch:.3f} s, "
+                f"{row['cpu_image_step_s']:.3f} CPU s per image-step), "
                 f"peak {value['peak_mb']:.0f} MiB (baseline {value['baseline_mb']:.0f}), "
                 f"load {value['loadavg_1min'][0]:.1f}"
             )
@@ -311,8 +335,11 @@ def cost_benchmark(
         if first is not None and "image_step_s" in r:
             pixels = (r["size"] / first["size"]) ** 2
             # Time per image-step relative to the first cell, divided by the pixel ratio: 1 is
-            # linear in pixels and images, above 1 worse than linear.
-            r["time_vs_linear"] = r["image_step_s"] / first["image_step_s"] / pixels
+            # linear in pixels and images, above 1 worse than linear. Process CPU time: other
+            # processes' load changes the wall time of a single-threaded cell, hardly its CPU time
+            # (on CUDA the wall time: the host's CPU time is not the work).
+            key = "cpu_image_step_s" if device.type == "cpu" else "image_step_s"
+            r["time_vs_linear"] = r[key] / first[key] / pixels
     return {
         "settings": {
             "preset": name,
@@ -469,19 +496,20 @@ def cost_markdown(result: dict[str, Any]) -> str:
             f"{s['threads']} thread(s), {s['warmup']} warm-up + {s['steps']} timed steps per "
             f"cell; memory: {s['memory_kind']}.",
             "",
-            "| size | images | s / step | s / image-step | vs linear | peak memory | above baseline | "
-            "obfuscations per pass | load |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| size | images | s / step | s / image-step | CPU s / image-step | vs linear (CPU) | "
+            "peak memory | above baseline | obfuscations per pass | load |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in cost["rows"]:
             head = f"| {r['size']} | {r['batch']} |"
             if "skipped" in r or "error" in r:
                 why = r.get("skipped") or f"failed: {r['error']}"
-                lines.append(f"{head} — | — | — | — | — | — | {why} |")
+                lines.append(f"{head} — | — | — | — | — | — | — | {why} |")
                 continue
             lines.append(
                 f"{head} {r['step_s_median']:.3f} | {r['image_step_s']:.3f} | "
-                f"{r['time_vs_linear']:.2f} | {_mib(r['peak_mb'])} | {_mib(r['extra_mb'])} | "
+                f"{r['cpu_image_step_s']:.3f} | {r['time_vs_linear']:.2f} | "
+                f"{_mib(r['peak_mb'])} | {_mib(r['extra_mb'])} | "
                 f"{r['chunk']} | {r['loadavg_1min'][0]:.1f} |"
             )
         lines.append("")
