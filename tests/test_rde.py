@@ -103,6 +103,26 @@ def test_a_batch_draws_the_noise_of_one_image_at_a_time() -> None:
     assert torch.equal(batched.mask_flat[1:2], alone.mask_flat)
 
 
+def test_every_forward_pass_of_a_batch_holds_one_image() -> None:
+    """The model sees one image's obfuscations (or the image itself) per pass, never the batch:
+    the memory of a pass does not grow with the batch, and a batch gives the single runs."""
+
+    class Recorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = sensitive_net()
+            self.rows: list[int] = []
+
+        def forward(self, y: torch.Tensor) -> torch.Tensor:
+            self.rows.append(y.shape[0])
+            return self.net(y)
+
+    model = Recorder()
+    x = images(3, seed=2)
+    CartoonX(model, config=quick(steps=2, samples=4, sample_chunk=2)).explain(x)
+    assert model.rows and max(model.rows) == 2  # chunks of two obfuscations of one image
+
+
 def test_lambda_zero_cartoonx_is_the_greyscale_image() -> None:
     # Figure 7 caption: with lambda = 0 CartoonX is simply the greyscale image.
     x = images(2, size=64)
@@ -266,9 +286,9 @@ def test_deterministic_obfuscation_uses_one_sample() -> None:
     # (BatchNorm folding would probe a copy of the model first: off here, to count the steps)
     config = quick(steps=2, samples=16, fold_batchnorm=False)
     RDE(Counting(), Pixel(), "zeros", config=config).explain(images(2))
-    # The pass on the inputs, then per image (each in its own passes, as when explained alone):
+    # A pass on each input, then per image (each in its own passes, as when explained alone):
     # its reference pass, then one obfuscation per step.
-    assert calls == [2, 1, 1, 1, 1, 1, 1]
+    assert calls == [1, 1] + [1, 1, 1] * 2
 
 
 def test_reference_output_replaces_the_models_output() -> None:

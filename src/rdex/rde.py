@@ -329,13 +329,20 @@ class RDE:
             try:
                 self._run_model = self._model_runner(x)
                 with torch.no_grad():
-                    probs = self._forward(x)
+                    # One image per pass, as its obfuscations go: the memory of this pass does not
+                    # grow with the batch (docs/performance.md), and each image's output is its
+                    # single run's.
+                    outputs = [self._forward(x[i : i + 1]) for i in range(len(x))]
             except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
                 self._run_model = self.model
                 raise ModelError(
                     f"the model failed on inputs of shape {tuple(x.shape)}: {exc}"
                 ) from exc
             try:
+                if len(outputs) > 1:
+                    for out in outputs:  # the clear error before concatenating
+                        check_model_output(out, 1)
+                probs = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
                 return self._optimise(x, probs, target, reference_output, progress, desc, init_mask)
             finally:
                 self._run_model = self.model
