@@ -260,9 +260,12 @@ def cost_benchmark(
         log: Progress printer.
 
     Returns:
-        A JSON-ready dict: ``settings`` and ``rows``, one per cell, with the median seconds per
-        step, seconds per image-step, peak and baseline memory (MiB) and the load, or
-        ``skipped`` / ``error`` with the reason.
+        A JSON-ready dict: ``settings`` and ``rows``, one per cell, or ``skipped`` / ``error``
+        with the reason. A measured row has the timed steps' wall and process CPU seconds
+        (``step_s``, ``cpu_step_s``; medians ``step_s_median``, per image ``image_step_s``,
+        ``cpu_image_step_s``), ``time_vs_linear``, ``setup_and_warmup_s``, ``cpu_s_per_step``
+        (CPU time of the whole explanation, set-up included, per step), ``chunk`` (obfuscations
+        per forward pass), ``baseline_mb``, ``peak_mb``, ``extra_mb`` and the load averages.
     """
     say = log or (lambda _msg: None)
     if warmup < 1 or steps < 1:
