@@ -3,6 +3,7 @@
     python benchmarks/run_bench.py speed          # CPU: reference vs rdex, 256x256, L=64
     python benchmarks/run_bench.py speed-demo     # per-step cost of the demo's batch (5 images)
     python benchmarks/run_bench.py gpu            # everything on CUDA at 256x256 (one command)
+    python benchmarks/run_bench.py cost           # how cost grows: sizes x batches, rdex batch on Ray
 
 Each writes JSON + PNG under benchmarks/results/. Extra arguments go to ``rdex bench``. The
 explorations behind rdex's defaults (schedules, CPU levers, costs) are in benchmarks/studies/.
@@ -29,6 +30,10 @@ COMMANDS: dict[str, list[str]] = {
         "bench", "--mode", "all", "--device", "cuda", "--size", "256", "--samples", "64",
         "--steps", "20", "--repeats", "5", "--schedules", "fast,preview",
         "--out", "benchmarks/results/gpu",
+    ],
+    "cost": [
+        "bench", "--mode", "cost", "--threads", "1", "--max-memory-gb", "8",
+        "--max-cell-seconds", "400", "--out", "benchmarks/results/cost-cpu",
     ],
 }  # fmt: skip
 

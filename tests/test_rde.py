@@ -81,6 +81,48 @@ def test_batched_run_equals_per_image_runs(method: type) -> None:
         assert int(batched.target[i]) == int(alone.target[0])
 
 
+def test_a_batch_draws_the_noise_of_one_image_at_a_time() -> None:
+    """Each image's L noise draws are made just before its own passes, so a batch holds one
+    image's noise at a time (measured: peak memory no longer grows with the batch)."""
+
+    class Recording(GaussianAdaptive):
+        def __init__(self) -> None:
+            self.images: list[int] = []
+
+        def sample(self, state, num_samples, generators):  # type: ignore[no-untyped-def]
+            noise = super().sample(state, num_samples, generators)
+            self.images.append(noise[0].shape[0])
+            return noise
+
+    obfuscation = Recording()
+    x = images(3, seed=2)
+    explainer = CartoonX(sensitive_net(), obfuscation=obfuscation, config=quick(steps=4))
+    batched = explainer.explain(x)
+    assert obfuscation.images == [1] * (4 * 3)  # per step, one draw per image, of one image
+    alone = explainer.explain(x[1:2])  # and the batch is still the single runs
+    assert torch.equal(batched.mask_flat[1:2], alone.mask_flat)
+
+
+def test_every_forward_pass_of_a_batch_holds_one_image() -> None:
+    """The model sees one image's obfuscations (or the image itself) per pass, never the batch:
+    the memory of a pass does not grow with the batch, and a batch gives the single runs."""
+
+    class Recorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = sensitive_net()
+            self.rows: list[int] = []
+
+        def forward(self, y: torch.Tensor) -> torch.Tensor:
+            self.rows.append(y.shape[0])
+            return self.net(y)
+
+    model = Recorder()
+    x = images(3, seed=2)
+    CartoonX(model, config=quick(steps=2, samples=4, sample_chunk=2)).explain(x)
+    assert model.rows and max(model.rows) == 2  # chunks of two obfuscations of one image
+
+
 def test_lambda_zero_cartoonx_is_the_greyscale_image() -> None:
     # Figure 7 caption: with lambda = 0 CartoonX is simply the greyscale image.
     x = images(2, size=64)
@@ -244,9 +286,9 @@ def test_deterministic_obfuscation_uses_one_sample() -> None:
     # (BatchNorm folding would probe a copy of the model first: off here, to count the steps)
     config = quick(steps=2, samples=16, fold_batchnorm=False)
     RDE(Counting(), Pixel(), "zeros", config=config).explain(images(2))
-    # The pass on the inputs, then per image (each in its own passes, as when explained alone):
+    # A pass on each input, then per image (each in its own passes, as when explained alone):
     # its reference pass, then one obfuscation per step.
-    assert calls == [2, 1, 1, 1, 1, 1, 1]
+    assert calls == [1, 1] + [1, 1, 1] * 2
 
 
 def test_reference_output_replaces_the_models_output() -> None:
@@ -326,7 +368,7 @@ def test_early_samples_draw_more_noise_in_the_first_steps() -> None:
     noise = _CountingGaussian()
     x = images(2)
     batch = RDE(sensitive_net(), Wavelet(), noise, config=cfg).explain(x)
-    assert noise.draws == [5, 5, 5, 2, 2, 2]
+    assert noise.draws == [5, 5] * 3 + [2, 2] * 3  # per step, per image
     # Still one image's run whatever the batch, and the early samples change the result.
     single = RDE(sensitive_net(), Wavelet(), "gaussian", config=cfg).explain(x[1:])
     for a, b in zip(batch.mask, single.mask, strict=True):

@@ -10,7 +10,8 @@ as ``lambda_k = lambda * k`` (appendix A.2), i.e. the penalty is ``lambda_k * me
 
 A batch of images is optimised in one loop with exactly the arithmetic of per-image runs, so a
 batched run gives bit for bit the masks of per-image runs: every image has its own mask tensors
-(Adam's state is per image), its own noise generator seeded with ``config.seed``, its own loss and
+(Adam's state is per image), its own noise generator seeded with ``config.seed`` (its noise drawn
+just before its passes, so a batch holds one image's noise at a time), its own loss and
 gradient, and its own forward passes, in chunks whose size depends on the image size only (a
 model's output for one image can change in the last bits with the other images of its batch).
 
@@ -138,7 +139,7 @@ class _Problem:
 
     x: Tensor
     bands: list[Tensor]
-    state: ObfuscationState
+    states: list[ObfuscationState]  # one per input: its noise is drawn when it is optimised
     target: Tensor
     given: Tensor | None  # the caller's reference output, one row per input
     grey_bands: list[Tensor] | None  # for the spatial penalty
@@ -329,13 +330,20 @@ class RDE:
             try:
                 self._run_model = self._model_runner(x)
                 with torch.no_grad():
-                    probs = self._forward(x)
+                    # One image per pass, as its obfuscations go: the memory of this pass does not
+                    # grow with the batch (docs/performance.md), and each image's output is its
+                    # single run's.
+                    outputs = [self._forward(x[i : i + 1]) for i in range(len(x))]
             except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
                 self._run_model = self.model
                 raise ModelError(
                     f"the model failed on inputs of shape {tuple(x.shape)}: {exc}"
                 ) from exc
             try:
+                if len(outputs) > 1:
+                    for out in outputs:  # the clear error before concatenating
+                        check_model_output(out, 1)
+                probs = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
                 return self._optimise(x, probs, target, reference_output, progress, desc, init_mask)
             finally:
                 self._run_model = self.model
@@ -381,8 +389,10 @@ class RDE:
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
             draws = problem.early_samples if step < cfg.early_steps else problem.samples
-            noise = self.obfuscation.sample(problem.state, draws, generators)
             for i, mask in enumerate(masks):
+                # Each input's noise is drawn just before its own passes, so a batch holds the
+                # noise of one input at a time, as a single run does (memory: docs/performance.md).
+                noise = self.obfuscation.sample(problem.states[i], draws, generators[i : i + 1])
                 history[:, step, i] = self._image_step(problem, i, mask, noise, step)
             optimizer.step()
             _project(masks)
@@ -405,8 +415,12 @@ class RDE:
         with torch.no_grad():
             target_idx = resolve_target(self.model, probs, target)
             given = check_reference_output(reference_output, probs)
-            bands = [b.detach() for b in self.representation.encode(x)]
-            state = self.obfuscation.prepare(x, bands, self.representation)
+            rep = self.representation
+            bands = [b.detach() for b in rep.encode(x)]
+            states = [
+                self.obfuscation.prepare(x[i : i + 1], [b[i : i + 1] for b in bands], rep)
+                for i in range(x.shape[0])
+            ]
             grey_bands = None
             if cfg.spatial_l1 > 0:
                 if x.dim() != 4:
@@ -418,7 +432,7 @@ class RDE:
             samples if self.obfuscation.deterministic or not cfg.early_steps else cfg.early_samples
         )
         chunk = self._chunk_size(x, max(samples, early))
-        return _Problem(x, bands, state, target_idx, given, grey_bands, samples, early, chunk)
+        return _Problem(x, bands, states, target_idx, given, grey_bands, samples, early, chunk)
 
     def _initial_masks(
         self, problem: _Problem, init_mask: Sequence[Tensor] | None
@@ -472,7 +486,7 @@ class RDE:
             d = self._distortion_chunk(
                 mask,
                 bands,
-                [v[i : i + 1, lo:hi] for v in noise],
+                [v[:, lo:hi] for v in noise],
                 problem.shape,
                 self._reference(problem, i, hi - lo),
                 problem.target[i : i + 1],

@@ -22,13 +22,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "at identical hyperparameters, interleaved in one process (ratio, images/s, peak memory). "
         "quality: CartoonX under the paper schedule (two seeds) and faster presets, every "
         "snapshot scored by one evaluator (fixed seed, --eval-samples noise draws): objective "
-        "vs wall-clock, SSIM and retained-set overlap to the paper-schedule explanation. Writes "
+        "vs wall-clock, SSIM and retained-set overlap to the paper-schedule explanation. "
         "repeat: several seeds of each --schedules preset on the images of --records (run records "
         "of the paper schedule, .npz + .json), scored against them: two-seed SSIM, objective over "
-        "the best found, rate-distortion, SSIM to the paper schedule where it converged. Writes "
-        "bench-speed.json/.png, bench-quality.json/.png, bench-repeat.json/.png to --out.",
+        "the best found, rate-distortion, SSIM to the paper schedule where it converged. "
+        "cost: seconds per step and peak memory of the default preset over --sizes x --batches, "
+        "and rdex batch locally and on Ray workers. Writes bench-MODE.json plus .png or .md "
+        "to --out.",
     )
-    p.add_argument("--mode", choices=("speed", "quality", "repeat", "all"), default="speed")
+    p.add_argument("--mode", choices=("speed", "quality", "repeat", "cost", "all"), default="speed")
     p.add_argument("--image", default="chelsea", help="bundled sample name or image file")
     p.add_argument("--size", type=int, default=256, help="image side (default 256)")
     p.add_argument("--lambda-k", type=float, default=20.0, help="sparsity (default 20)")
@@ -82,6 +84,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--images", default=None, help="comma-separated images (default: those of --records)"
     )
+    c = p.add_argument_group("cost mode (not in 'all')")
+    c.add_argument("--sizes", default="128,256,512,1024", help="image sides (default 128,...,1024)")
+    c.add_argument("--batches", default="1,4,16", help="images explained together (default 1,4,16)")
+    c.add_argument("--timed-steps", type=int, default=2, help="timed steps after 1 warm-up (2)")
+    c.add_argument(
+        "--max-memory-gb", type=float, default=8.0, help="skip cells predicted above (default 8)"
+    )
+    c.add_argument(
+        "--max-cell-seconds", type=float, default=None, help="skip cells predicted above"
+    )
+    c.add_argument(
+        "--ray-workers", default="1,2", help="workers of the rdex batch --ray runs ('' for none)"
+    )
+    c.add_argument("--batch-images", type=int, default=8, help="images of the batch runs (8)")
+    c.add_argument("--batch-size-px", type=int, default=128, help="their side (default 128)")
+    c.add_argument("--batch-steps", type=int, default=20, help="their --steps (default 20)")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -137,6 +155,15 @@ def _machine(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def _int_list(args: argparse.Namespace, name: str) -> list[int]:
+    text = getattr(args, name)
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        option = "--" + name.replace("_", "-")
+        raise ValueError(f"{option} takes comma-separated integers, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -232,6 +259,34 @@ def run(args: argparse.Namespace) -> int:
             title=f"{image_name} {x.shape[-1]}px, {args.model}, {machine['device']}",
         )
         print(f"-> {out / 'bench-quality.json'}, {out / 'bench-quality.png'}")
+
+    if args.mode == "cost":
+        from rdex.bench import cost
+
+        ints = {k: _int_list(args, k) for k in ("sizes", "batches", "ray_workers")}
+        table: dict[str, Any] = {"machine": machine, "model": args.model}
+        table["cost"] = cost.cost_benchmark(
+            args.model, image=args.image, sizes=ints["sizes"], batches=ints["batches"],
+            steps=args.timed_steps, lambda_k=args.lambda_k, weights=args.weights, device=device,
+            threads=args.threads, max_memory_gb=args.max_memory_gb,
+            max_cell_s=args.max_cell_seconds, log=_say,
+        )  # fmt: skip
+        if ints["ray_workers"]:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="rdex-bench-cost-") as tmp:
+                folder = cost.write_batch_folder(Path(tmp) / "images", count=args.batch_images, size=args.batch_size_px)  # fmt: skip
+                table["batch"] = cost.batch_cost(
+                    folder, Path(tmp) / "runs", model=args.model, weights=args.weights,
+                    size=args.batch_size_px, steps=args.batch_steps, workers=ints["ray_workers"],
+                    threads=args.threads, device=str(device), log=_say,
+                )  # fmt: skip
+        _write_json(out / "bench-cost.json", table)
+        from rdex.io import atomic_write_text
+
+        atomic_write_text(out / "bench-cost.md", cost.cost_markdown(table))
+        print(cost.cost_markdown(table))
+        print(f"-> {out / 'bench-cost.json'}, {out / 'bench-cost.md'}")
     return 0
 
 
