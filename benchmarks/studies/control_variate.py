@@ -69,7 +69,7 @@ def main() -> None:
         a_, b_ = torch.cat(plain, 1), torch.cat(controlled, 1)
         mean_mask = float(torch.cat([m.flatten() for m in mask]).mean())
         print(
-            f"step {step}: mean mask {mean_mask:.3f}, distortion {float(d.mean()):.4f}, "
+            f"step {step}: mean mask {mean_mask:.3f}, distortion {float(d.detach().mean()):.4f}, "
             f"variance plain {float(a_.var(0).sum()):.3e}, with control variate "
             f"{float(b_.var(0).sum()):.3e} (ratio {float(b_.var(0).sum() / a_.var(0).sum()):.3f}); "
             f"mean |gradient| {float(a_.mean(0).abs().mean()):.2e} vs lambda/k {lam:.2e}",
