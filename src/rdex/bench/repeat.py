@@ -505,12 +505,14 @@ def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> No
     from rdex.io import atomic_write_with
 
     images = sorted(scores["images"])
+    names = sorted({n for img in scores["images"].values() for n in img["schedules"]})
+    colours = {n: f"C{i}" for i, n in enumerate(names)}  # one colour per schedule in every panel
     fig, axes = plt.subplots(1, len(images), figsize=(3.4 * len(images), 3.2), squeeze=False)
     for ax, image in zip(axes[0], images, strict=True):
         for name, sched in scores["images"][image]["schedules"].items():
             c = sched["curve"]
             if c["evaluations"]:
-                ax.plot(c["evaluations"], c["seed_ssim"], "-o", ms=3, label=name)
+                ax.plot(c["evaluations"], c["seed_ssim"], "-o", ms=3, color=colours[name])
         ax.axhline(scores["targets"]["seed_ssim"], color="grey", ls="--", lw=1)
         ax.set_xscale("log")
         ax.set_ylim(0.5, 1.005)
@@ -518,7 +520,14 @@ def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> No
         ax.set_xlabel("model evaluations spent")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean SSIM between seeds")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    from matplotlib.lines import Line2D
+
+    shown = [n for n in names if any(
+        scores["images"][i]["schedules"].get(n, {}).get("curve", {}).get("evaluations")
+        for i in images
+    )]  # fmt: skip
+    handles = [Line2D([], [], color=colours[n], marker="o", ms=3) for n in shown]
+    axes[0][0].legend(handles, shown, fontsize=7, loc="lower left")
     fig.tight_layout()
     atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
     plt.close(fig)
