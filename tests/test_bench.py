@@ -296,6 +296,23 @@ def test_cli_bench_repeat_scores_seeds_against_records(
     assert "running" not in capsys.readouterr().err
     rescored = json.loads((tmp_path / "again" / "bench-repeat.json").read_text())
     assert rescored["schedules"] == scores["schedules"]
+    # The time-to-quality mode scores the same records: the paper record is the reference, the
+    # second paper seed the floor, every snapshot of the others a point of its curve.
+    quality = tmp_path / "quality"
+    args_q = ["bench", "--mode", "quality", "--model", "tests.test_bench:tiny_factory"]
+    args_q += ["--runs", str(out / "records"), "--eval-samples", "8", "--out", str(quality)]
+    assert main(args_q) == 2  # preview records only: no paper-schedule record to compare with
+    assert "no paper-schedule record" in capsys.readouterr().err
+    for f in refs.iterdir():
+        (out / "records" / f.name).write_bytes(f.read_bytes())
+    assert main(args_q) == 0
+    q = json.loads((quality / "bench-quality.json").read_text())
+    assert q["reference"] == "paper-chelsea-s0" and set(q["floor"]) >= {"ssim", "ratio"}
+    assert set(q["runs"]) == {"paper-chelsea-s0", "paper-chelsea-s1"} | {
+        f"preview-chelsea-s{s}" for s in (0, 1, 2)
+    }
+    assert q["runs"]["paper-chelsea-s0"]["final"]["ratio"] == pytest.approx(1.0)
+    assert len(q["runs"]["preview-chelsea-s0"]["curve"]["steps"]) > 1
     # Bad seeds are a usage error.
     assert main([*args, "--seeds", "a,b"]) == 2
     assert "--seeds takes comma-separated integers" in capsys.readouterr().err

@@ -67,9 +67,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--runs",
         default=None,
-        help="score recorded runs (*.pt from benchmarks/studies/quality_runs.py, loaded with "
-        "weights_only=True: tensors and plain data only, never code) in this folder "
-        "instead of running; the reference is paper-s0, the floor paper-s1",
+        help="score recorded runs in this folder instead of running: *.pt from "
+        "benchmarks/studies/quality_runs.py (loaded with weights_only=True: tensors and plain "
+        "data only, never code; the reference is paper-s0, the floor paper-s1), or run records "
+        "(*.json + *.npz, e.g. benchmarks/results/paper-128) of --image (the reference is its "
+        "paper-schedule record of the lowest seed)",
     )
     r = p.add_argument_group("repeat mode")
     r.add_argument(
@@ -133,6 +135,38 @@ def _load_run(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or "config" not in record or "masks" not in record:
         raise ValueError(f"{path}: not a run record (a dict with config and masks)")
     return record
+
+
+def _records_as_runs(folder: Path, image: str) -> tuple[dict[str, dict[str, Any]], str, str | None]:
+    """The run records (``.npz`` + ``.json``) of one image in ``folder`` as the time-to-quality
+    scorer's runs, with the paper-schedule record of the lowest seed as the reference and the
+    next one as the floor. The image is ``image`` if the folder has runs of it, else the image of
+    its first paper-schedule record."""
+    from rdex.bench.repeat import load_records
+
+    records = load_records(folder)
+    if not records:
+        raise FileNotFoundError(f"no run records (*.pt, or *.json with *.npz) in {folder}")
+    if not any(r.image == image for r in records):
+        image = next((r.image for r in records if r.schedule == "paper"), records[0].image)
+    mine = sorted((r for r in records if r.image == image), key=lambda r: (r.schedule, r.seed))
+    papers = [r.name for r in mine if r.schedule == "paper"]
+    if not papers:
+        raise ValueError(f"no paper-schedule record of {image} in {folder} to compare with")
+    runs = {
+        r.name: {
+            "config": r.config,
+            "steps": r.steps,
+            "time_s": r.time_s,
+            "masks": [[torch.from_numpy(b) for b in mask] for mask in r.masks],
+            "finished": bool(r.meta.get("finished", True)),
+            "image": r.image,
+            "size": r.size,
+            **{k: r.meta.get(k) for k in ("loadavg_start", "loadavg_end", "threads")},
+        }
+        for r in mine
+    }
+    return runs, papers[0], papers[1] if len(papers) > 1 else None
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
@@ -221,12 +255,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.mode in ("quality", "all"):
         records: dict[str, dict[str, Any]] = {}
+        reference: str = "paper-s0"
+        floor: str | None = "paper-s1"
         if args.runs:
             folder = Path(args.runs)
             files = sorted(folder.glob("*.pt"))
-            if not files:
-                raise FileNotFoundError(f"no *.pt run records in {folder}")
-            records = {f.stem: _load_run(f) for f in files}
+            if files:
+                records = {f.stem: _load_run(f) for f in files}
+            else:
+                records, reference, floor = _records_as_runs(folder, args.image)
             first = next(iter(records.values()))
             if "size" in first and "image" in first:
                 image_name, image = resolve_image(first["image"], size=first["size"])
@@ -250,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
                 )
                 records[name] = bench.run_schedule(model, x, config, meta={"name": name})
         evaluator = bench.ObjectiveEvaluator(model, x, lambda_k=lambda_k, samples=args.eval_samples)
-        scores = bench.score_runs(records, evaluator, log=_say)
+        scores = bench.score_runs(records, evaluator, reference=reference, floor=floor, log=_say)
         scores.update(machine=machine, image=image_name, size=list(x.shape[-2:]), model=args.model)
         _write_json(out / "bench-quality.json", scores)
         bench.plot_quality(
