@@ -143,8 +143,6 @@ class _Problem:
     target: Tensor
     given: Tensor | None  # the caller's reference output, one row per input
     grey_bands: list[Tensor] | None  # for the spatial penalty
-    samples: int  # per step after the early steps (1 for a deterministic obfuscation)
-    early_samples: int  # per step during the early steps
     chunk: int
     references: dict[tuple[int, int], Tensor] = field(default_factory=dict)
 
@@ -388,7 +386,7 @@ class RDE:
         for step in range(cfg.steps):
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
-            draws = problem.early_samples if step < cfg.early_steps else problem.samples
+            draws = 1 if self.obfuscation.deterministic else cfg.samples_at(step)
             for i, mask in enumerate(masks):
                 # Each input's noise is drawn just before its own passes, so a batch holds the
                 # noise of one input at a time, as a single run does (memory: docs/performance.md).
@@ -427,12 +425,10 @@ class RDE:
                     raise ValueError("the spatial penalty needs images of shape (B, C, H, W)")
                 grey = x.mean(dim=1, keepdim=True)
                 grey_bands = [b.detach() for b in self.representation.encode(grey)]
-        samples = 1 if self.obfuscation.deterministic else cfg.samples
-        early = (
-            samples if self.obfuscation.deterministic or not cfg.early_steps else cfg.early_samples
-        )
-        chunk = self._chunk_size(x, max(samples, early))
-        return _Problem(x, bands, states, target_idx, given, grey_bands, samples, early, chunk)
+        # The most draws of any step: the early steps' or the later ones' (one if deterministic).
+        most = 1 if self.obfuscation.deterministic else max(cfg.samples_at(0), cfg.samples)
+        chunk = self._chunk_size(x, most)
+        return _Problem(x, bands, states, target_idx, given, grey_bands, chunk)
 
     def _initial_masks(
         self, problem: _Problem, init_mask: Sequence[Tensor] | None

@@ -105,10 +105,15 @@ class RunRecord:
         return self.masks[-1]
 
     @property
+    def rdex_config(self) -> RDEConfig:
+        """The run's settings as an :class:`~rdex.config.RDEConfig` (fields it lacks: defaults)."""
+        fields = RDEConfig.__dataclass_fields__
+        return RDEConfig(**{k: v for k, v in self.config.items() if k in fields})
+
+    @property
     def evaluations(self) -> int:
         """Model evaluations of the run (:attr:`rdex.config.RDEConfig.evaluations`)."""
-        fields = RDEConfig.__dataclass_fields__
-        return RDEConfig(**{k: v for k, v in self.config.items() if k in fields}).evaluations
+        return self.rdex_config.evaluations
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``NAME.npz`` (compressed masks) and ``NAME.json`` (everything else) to ``folder``."""
@@ -182,6 +187,20 @@ class RunRecord:
             loss=[float(v) for v in info.get("loss", [])],
             meta=dict(info.get("meta", {})),
         )
+
+    def as_run(self) -> dict[str, Any]:
+        """The record in :func:`~rdex.bench.quality.run_schedule`'s form (the inverse of
+        :meth:`from_run`, with the kept snapshots), for :func:`~rdex.bench.quality.score_runs`."""
+        return {
+            "config": self.config,
+            "steps": self.steps,
+            "time_s": self.time_s,
+            "masks": [[torch.from_numpy(b) for b in mask] for mask in self.masks],
+            "finished": bool(self.meta.get("finished", True)),
+            "image": self.image,
+            "size": self.size,
+            **{k: self.meta.get(k) for k in ("loadavg_start", "loadavg_end", "threads")},
+        }
 
     @classmethod
     def from_run(
@@ -425,6 +444,7 @@ def _seed_curve(recs: Sequence[RunRecord], evaluator: ObjectiveEvaluator) -> dic
     if len(recs) < 2:
         return curve
     common = sorted(set.intersection(*(set(r.steps) for r in recs)))
+    config = recs[0].rdex_config
     for step in common:
         pics = [
             evaluator.picture([torch.from_numpy(b) for b in r.masks[r.steps.index(step)]])
@@ -432,9 +452,6 @@ def _seed_curve(recs: Sequence[RunRecord], evaluator: ObjectiveEvaluator) -> dic
         ]
         values = [ssim(a, b) for a, b in _pairs(pics)]
         curve["steps"].append(step)
-        config = RDEConfig(
-            **{k: v for k, v in recs[0].config.items() if k in RDEConfig.__dataclass_fields__}
-        )
         curve["evaluations"].append(config.replace(steps=step).evaluations)
         curve["seed_ssim"].append(float(np.mean(values)))
     return curve
@@ -465,6 +482,7 @@ def plot_repeatability(
         {(r.schedule, r.seed) for r in records if r.schedule in order},
         key=lambda t: (order.index(t[0]), t[1]),
     )
+    rep = Wavelet("db3", levels=5, mode="zero")  # CartoonX's, as the evaluator's
     fig, axes = plt.subplots(
         len(images), len(columns), figsize=(1.9 * len(columns), 2.1 * len(images)), squeeze=False
     )
@@ -472,8 +490,6 @@ def plot_repeatability(
         recs = {(r.schedule, r.seed): r for r in records if r.image == image}
         _, picture = resolve_image(image, size=next(iter(recs.values())).size)
         x = picture.unsqueeze(0)
-        cfg = next(iter(recs.values())).config
-        rep = Wavelet(cfg.get("wavelet", "db3"), levels=5, mode="zero")
         for col, key in enumerate(columns):
             ax = axes[row][col]
             ax.axis("off")

@@ -153,19 +153,7 @@ def _records_as_runs(folder: Path, image: str) -> tuple[dict[str, dict[str, Any]
     papers = [r.name for r in mine if r.schedule == "paper"]
     if not papers:
         raise ValueError(f"no paper-schedule record of {image} in {folder} to compare with")
-    runs = {
-        r.name: {
-            "config": r.config,
-            "steps": r.steps,
-            "time_s": r.time_s,
-            "masks": [[torch.from_numpy(b) for b in mask] for mask in r.masks],
-            "finished": bool(r.meta.get("finished", True)),
-            "image": r.image,
-            "size": r.size,
-            **{k: r.meta.get(k) for k in ("loadavg_start", "loadavg_end", "threads")},
-        }
-        for r in mine
-    }
+    runs = {r.name: r.as_run() for r in mine}
     return runs, papers[0], papers[1] if len(papers) > 1 else None
 
 
