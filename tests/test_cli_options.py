@@ -125,6 +125,18 @@ def test_explain_baseline_record_recreates_it(image: Path, explain_baseline: tup
     np.testing.assert_array_equal(_recreate(image, record), arrays["mask_flat"])
 
 
+def test_explain_record_names_what_decides_its_rounding(explain_baseline: tuple) -> None:
+    # Bit for bit the same only with the same versions, device and threads (docs/performance.md).
+    import torch
+
+    import rdex
+
+    env = explain_baseline[0]["environment"]
+    assert env["rdex"] == rdex.__version__ and env["torch"] == torch.__version__
+    assert env["device"] == "cpu" and env["threads"] == torch.get_num_threads()
+    assert isinstance(env["machine"], str) and env["machine"]
+
+
 # --------------------------------------------------------------------------------------------
 # rdex batch: mask in the .npz, settings in the manifest line
 

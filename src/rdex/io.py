@@ -231,6 +231,7 @@ def result_record(
         "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
         "runtime_s": r.runtime_s / max(len(result), 1),
         "warnings": list(r.warnings[0]) if r.warnings else [],
+        "environment": r.extra.get("environment"),
     } | ({"calibration": r.extra["calibration"]} if "calibration" in r.extra else {})
 
 

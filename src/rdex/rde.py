@@ -62,7 +62,7 @@ from rdex.distortions import get_distortion
 from rdex.inference import FoldReport, fold_batchnorm
 from rdex.obfuscations import Obfuscation, ObfuscationState, make_obfuscation, obfuscate
 from rdex.representations import Representation, mask_shape
-from rdex.results import RDEResult, greyscale_picture, pictures
+from rdex.results import RDEResult, environment, greyscale_picture, pictures
 from rdex.types import Distortion, ExplanationKind
 
 __all__ = [
@@ -618,6 +618,10 @@ class RDE:
             band_names=rep.band_names(problem.bands),
             runtime_s=time.perf_counter() - start,
             method=self.method,
-            extra={"representation": repr(rep), "obfuscation": repr(self.obfuscation)},
+            extra={
+                "representation": repr(rep),
+                "obfuscation": repr(self.obfuscation),
+                "environment": environment(problem.x.device),
+            },
             warnings=warnings,
         )

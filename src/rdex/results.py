@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,28 @@ from rdex.obfuscations import obfuscate
 from rdex.representations import Representation
 from rdex.types import ExplanationKind
 
-__all__ = ["RDEResult", "greyscale_picture", "pictures"]
+__all__ = ["RDEResult", "environment", "greyscale_picture", "pictures"]
+
+
+def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What decides an explanation's rounding besides its settings and seed: rdex and torch
+    versions, the device, the CPU threads torch uses and the processor.
+
+    The optimisation turns a difference in the last bit of one model output into a different
+    mask after some steps (docs/performance.md, "Reproducing an explanation"), so the same
+    settings and seed give the same explanation bit for bit only where all of these agree.
+    """
+    from rdex import __version__
+
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "rdex": __version__,
+        "torch": torch.__version__,
+        "device": str(device) if name is None else f"{device} ({name})",
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+    }
 
 
 @dataclass

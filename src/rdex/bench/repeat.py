@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from torch import nn
 from rdex.bench.quality import ObjectiveEvaluator, checkpoint_steps, run_schedule
 from rdex.config import RDEConfig
 from rdex.metrics.similarity import ssim
+from rdex.results import environment
 
 __all__ = [
     "REPEAT_IMAGES",
@@ -258,14 +258,13 @@ def run_record(
     keep: int = 8,
 ) -> RunRecord:
     """Run CartoonX with ``config`` on a bundled sample (or image file) and keep a record."""
-    from rdex import __version__
     from rdex.images import resolve_image
 
     _, picture = resolve_image(image, size=size)
     x = picture.unsqueeze(0).to(device)
     run = run_schedule(model, x, config, checkpoints=checkpoint_steps(config.steps, count=keep))
-    run.update(machine=platform.processor() or platform.machine(), torch=torch.__version__)
-    run["rdex"] = __version__
+    env = environment(device)
+    run.update(machine=env["machine"], torch=env["torch"], rdex=env["rdex"])
     return RunRecord.from_run(
         run,
         name=name or f"{schedule}-{image}-s{config.seed}",

@@ -1,0 +1,104 @@
+"""Levers on CartoonX's optimiser that are not rdex options, screened for repeatability.
+
+Each lever changes one thing in the `fast` schedule for this process only (it patches rdex's
+optimiser loop, so nothing here is a supported setting) and then runs
+``repeat_runs.py`` with the remaining arguments, which keeps run records for
+``rdex bench --mode repeat --records DIR`` to score:
+
+* ``--draws latin``: Latin hypercube draws of the obfuscation noise: within each step, the ``L``
+  draws of every coefficient come one from each of ``L`` equal-probability strata of the
+  Gaussian (each draw still ``N(mu, sigma^2)``, the Monte-Carlo estimate stays unbiased);
+  ``stratified_draws.py`` measures what it does to the gradient's variance;
+* ``--lambda-from F --lambda-until T``: continuation of the sparsity weight, ``F * lambda`` at
+  the start rising linearly to ``lambda`` at the fraction ``T`` of the steps;
+* ``--beta1 B``: Adam's first-moment decay (0.9 in the paper and in rdex): a longer average of
+  the noisy gradient while the mask falls.
+
+    python benchmarks/studies/repeat_levers.py --draws latin --name latin --images chelsea \
+        --seeds 0 1 --out benchmarks/studies/results/repeat-128/screen
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from rdex import obfuscations, rde
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def latin_normal(
+    rows: int, cols: int, generator: torch.Generator, like: torch.Tensor
+) -> torch.Tensor:
+    """``rows`` standard normal draws of ``cols`` coefficients, stratified along the rows: per
+    column a random permutation of the ``rows`` strata, a uniform point in each."""
+    opts = {"device": like.device, "dtype": like.dtype}
+    order = torch.rand(rows, cols, generator=generator, device=like.device).argsort(dim=0)
+    u = (order.to(like.dtype) + torch.rand(rows, cols, generator=generator, **opts)) / rows
+    eps = torch.finfo(like.dtype).eps
+    return torch.special.ndtri(u.clamp(eps, 1 - eps))
+
+
+def _latin(obfuscation: type) -> None:
+    """Make ``obfuscation`` (an adaptive one) draw its standard noise by :func:`latin_normal`:
+    its ``sample`` asks for all draws of one image and step at once, rows first."""
+    sample = obfuscation.sample
+
+    def rows_first(self, state, num_samples, generators):  # type: ignore[no-untyped-def]
+        self._lever_rows = num_samples
+        return sample(self, state, num_samples, generators)
+
+    def standard(self, n, generator, like):  # type: ignore[no-untyped-def]
+        rows = self._lever_rows
+        return latin_normal(rows, n // rows, generator, like).reshape(-1)
+
+    obfuscation.sample, obfuscation._standard = rows_first, standard
+
+
+def patch(a: argparse.Namespace) -> None:
+    """Apply the levers of ``a`` to rdex in this process."""
+    if a.draws == "latin":
+        _latin(obfuscations.GaussianAdaptive)
+    if a.lambda_from is not None:
+        step_of, penalty_of = rde.RDE._image_step, rde.RDE._penalty
+
+        def image_step(self, problem, i, mask, noise, step):  # type: ignore[no-untyped-def]
+            self._lever_step = step
+            return step_of(self, problem, i, mask, noise, step)
+
+        def penalty(self, problem, i, mask):  # type: ignore[no-untyped-def]
+            l1, value = penalty_of(self, problem, i, mask)
+            t = min(1.0, self._lever_step / max(1.0, a.lambda_until * self.config.steps))
+            return l1, value * (a.lambda_from + (1.0 - a.lambda_from) * t)
+
+        rde.RDE._image_step, rde.RDE._penalty = image_step, penalty  # type: ignore[method-assign]
+    if a.beta1 is not None:
+        adam = torch.optim.Adam
+
+        class Adam(adam):  # type: ignore[misc,valid-type]
+            def __init__(self, params, lr):  # type: ignore[no-untyped-def]
+                super().__init__(params, lr=lr, betas=(a.beta1, 0.999))
+
+        torch.optim.Adam = Adam  # type: ignore[misc]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
+    p.add_argument("--draws", choices=("iid", "latin"), default="iid")
+    p.add_argument("--lambda-from", type=float, default=None)
+    p.add_argument("--lambda-until", type=float, default=0.5)
+    p.add_argument("--beta1", type=float, default=None)
+    a, rest = p.parse_known_args()
+    patch(a)
+    import repeat_runs
+
+    sys.argv = [sys.argv[0], *rest]
+    repeat_runs.main()
+
+
+if __name__ == "__main__":
+    main()
