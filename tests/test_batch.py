@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rdex.batch import (
     MANIFEST_NAME,
@@ -445,7 +446,13 @@ def test_ray_run_matches_local_run_and_resumes_across_modes(
     # The first three images (one of them broken) were done locally: 4 skipped, 2 failed before.
     assert (summary.explained, summary.skipped, summary.failed) == (6, 4, 2)
 
-    ignore = {"runtime_s", "path"}
+    # Each line names the environment that decides its rounding: Ray gives a task one thread.
+    local_threads = {r["environment"]["threads"] for r in read_manifest(tmp_path / "local")
+                     if r["status"] == "ok"}  # fmt: skip
+    assert local_threads == {torch.get_num_threads()}
+    on_ray = [r for r in read_manifest(tmp_path / "mixed")[6:] if r["status"] == "ok"]
+    assert on_ray and {r["environment"]["threads"] for r in on_ray} == {1}
+    ignore = {"runtime_s", "path", "environment"}
     want = {
         k: {f: v for f, v in r.items() if f not in ignore}
         for k, r in by_unit(read_manifest(tmp_path / "local")).items()

@@ -30,7 +30,8 @@ __all__ = ["RDEResult", "environment", "greyscale_picture", "pictures"]
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """What decides an explanation's rounding besides its settings and seed: rdex and torch
-    versions, the device, the CPU threads torch uses and the processor.
+    versions, the device, the CPU threads torch uses, the processor and the vector instructions
+    torch's CPU kernels use.
 
     The optimisation turns a difference in the last bit of one model output into a different
     mask after some steps (docs/performance.md, "Reproducing an explanation"), so the same
@@ -46,6 +47,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "device": str(device) if name is None else f"{device} ({name})",
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 

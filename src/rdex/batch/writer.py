@@ -71,6 +71,7 @@ _RECORD_FIELDS = (
     "representation",
     "obfuscation",
     "metrics",
+    "environment",
 )
 
 
