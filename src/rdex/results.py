@@ -70,7 +70,8 @@ class RDEResult:
         band_names: Name of every band of the representation.
         runtime_s: Wall-clock time of the optimisation in seconds.
         method: Name of the method that produced the result.
-        extra: Free-form metadata (representation, obfuscation, ...).
+        extra: Free-form metadata: ``representation``, ``obfuscation``, and ``environment``
+            (:func:`environment`: what besides settings and seed decides the rounding).
         warnings: Per input, what makes its explanation doubtful (an empty list when nothing
             does): a (nearly) empty mask (largest entry below
             :data:`~rdex.checks.EMPTY_MASK` or picture below :data:`~rdex.checks.EMPTY_PICTURE`)
