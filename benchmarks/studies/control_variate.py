@@ -14,15 +14,51 @@ at every snapshot of a run record (``benchmarks/studies/repeat_runs.py``), no op
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import torch
+from torch import Tensor, nn
 
 from rdex.bench.repeat import RunRecord
 from rdex.images import resolve_image
 from rdex.models import load_classifier
-from rdex.obfuscations import make_obfuscation
+from rdex.obfuscations import ObfuscationState, make_obfuscation
 from rdex.rde import frozen
 from rdex.representations import Wavelet
+
+
+@dataclass
+class GradientSetup:
+    """A run record's image under CartoonX's representation and Gaussian obfuscation, with the
+    model's output on it: what the gradient studies (this one, ``stratified_draws.py``) score the
+    record's masks against."""
+
+    record: RunRecord
+    model: nn.Module
+    x: Tensor
+    rep: Wavelet
+    bands: list[Tensor]
+    state: ObfuscationState
+    p_ref: Tensor
+
+    @classmethod
+    def load(cls, path: str) -> GradientSetup:
+        rec = RunRecord.load(path)
+        model = load_classifier().eval()
+        x = resolve_image(rec.image, size=rec.size)[1].unsqueeze(0)
+        rep = Wavelet("db3", levels=5, mode="zero")
+        bands = [b.detach() for b in rep.encode(x)]
+        state = make_obfuscation("gaussian").prepare(x, bands, rep)
+        with torch.no_grad(), frozen(model):
+            p_ref = torch.softmax(model(rep.decode(bands, shape=x.shape[1:]).clamp(0, 1)), 1)
+        return cls(rec, model, x, rep, bands, state, p_ref)
+
+    def distortion(self, coefficients: list[Tensor]) -> Tensor:
+        """The label distortion of every obfuscation, given its coefficients per band."""
+        label = self.record.target
+        with frozen(self.model):
+            y = self.rep.decode(coefficients, shape=self.x.shape[1:]).clamp(0, 1)
+            return (self.p_ref[0, label] - torch.softmax(self.model(y), 1)[:, label]) ** 2
 
 
 def main() -> None:
@@ -31,19 +67,10 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=32)
     a = p.parse_args()
     torch.set_num_threads(1)
-    rec = RunRecord.load(a.record)
-    n = a.samples
-    model = load_classifier().eval()
-    x = resolve_image(rec.image, size=rec.size)[1].unsqueeze(0)
-    rep = Wavelet("db3", levels=5, mode="zero")
-    bands = [b.detach() for b in rep.encode(x)]
-    obf = make_obfuscation("gaussian")
-    state = obf.prepare(x, bands, rep)
-    noise = obf.sample(state, n, [torch.Generator().manual_seed(7)])
-    means = [m.view(-1)[0] for m, _ in state.params]
-    with torch.no_grad(), frozen(model):
-        p_ref = torch.softmax(model(rep.decode(bands, shape=x.shape[1:]).clamp(0, 1)), 1)
-    label = rec.target
+    setup = GradientSetup.load(a.record)
+    rec, bands, n = setup.record, setup.bands, a.samples
+    noise = make_obfuscation("gaussian").sample(setup.state, n, [torch.Generator().manual_seed(7)])
+    means = [m.view(-1)[0] for m, _ in setup.state.params]
     lam = rec.config["lambda_k"] / sum(b.size for b in rec.final)
     for j, step in enumerate(rec.steps):
         mask = [torch.from_numpy(b) for b in rec.masks[j]]
@@ -54,10 +81,8 @@ def main() -> None:
             .requires_grad_(True)
             for s, h, v in zip(mask, bands, noise, strict=True)
         ]
-        with frozen(model):
-            y = rep.decode(zs, shape=x.shape[1:]).clamp(0, 1)
-            d = (p_ref[0, label] - torch.softmax(model(y), 1)[:, label]) ** 2
-            grads = torch.autograd.grad(d.sum(), zs)
+        d = setup.distortion(zs)
+        grads = torch.autograd.grad(d.sum(), zs)
         plain, controlled = [], []
         for g, h, v, mu in zip(grads, bands, noise, means, strict=True):
             g = g.view(n, *h.shape[1:])

@@ -15,14 +15,8 @@ from __future__ import annotations
 import argparse
 
 import torch
+from control_variate import GradientSetup
 from repeat_levers import latin_normal
-
-from rdex.bench.repeat import RunRecord
-from rdex.images import resolve_image
-from rdex.models import load_classifier
-from rdex.obfuscations import make_obfuscation
-from rdex.rde import frozen
-from rdex.representations import Wavelet
 
 
 def main() -> None:
@@ -33,15 +27,8 @@ def main() -> None:
     p.add_argument("--snapshots", type=int, default=5, help="the first N snapshots of the record")
     a = p.parse_args()
     torch.set_num_threads(1)
-    rec = RunRecord.load(a.record)
-    n = a.samples
-    model = load_classifier().eval()
-    x = resolve_image(rec.image, size=rec.size)[1].unsqueeze(0)
-    rep = Wavelet("db3", levels=5, mode="zero")
-    bands = [b.detach() for b in rep.encode(x)]
-    state = make_obfuscation("gaussian").prepare(x, bands, rep)
-    with torch.no_grad(), frozen(model):
-        p_ref = torch.softmax(model(rep.decode(bands, shape=x.shape[1:]).clamp(0, 1)), 1)
+    setup = GradientSetup.load(a.record)
+    rec, bands, state, n = setup.record, setup.bands, setup.state, a.samples
     gen = torch.Generator().manual_seed(11)
     sizes = [b[0].numel() for b in bands]
 
@@ -50,7 +37,7 @@ def main() -> None:
             z = torch.randn(n // 2, sum(sizes), generator=gen)
             return torch.cat([z, -z])
         if kind == "latin":
-            return latin_normal(n, sum(sizes), gen, x)
+            return latin_normal(n, sum(sizes), gen, setup.x)
         return torch.randn(n, sum(sizes), generator=gen)
 
     def gradient(mask: list[torch.Tensor], kind: str) -> torch.Tensor:
@@ -61,10 +48,7 @@ def main() -> None:
         ]  # fmt: skip
         ms = [s.detach().requires_grad_(True) for s in mask]
         zs = [s * h + (1 - s) * v for s, h, v in zip(ms, bands, noise, strict=True)]
-        with frozen(model):
-            y = rep.decode(zs, shape=x.shape[1:]).clamp(0, 1)
-            d = (p_ref[0, rec.target] - torch.softmax(model(y), 1)[:, rec.target]) ** 2
-            grads = torch.autograd.grad(d.mean(), ms)
+        grads = torch.autograd.grad(setup.distortion(zs).mean(), ms)
         return torch.cat([g.flatten() for g in grads])
 
     for j, step in enumerate(rec.steps[: a.snapshots]):
