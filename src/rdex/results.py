@@ -34,7 +34,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     torch's CPU kernels use.
 
     The optimisation turns a difference in the last bit of one model output into a different
-    mask after some steps (docs/performance.md, "Reproducing an explanation"), so the same
+    mask after some steps (docs/performance.md, "The same seed on another machine"), so the same
     settings and seed give the same explanation bit for bit only where all of these agree.
     """
     from rdex import __version__

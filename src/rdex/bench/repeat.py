@@ -522,12 +522,14 @@ def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> No
     images = sorted(scores["images"])
     names = sorted({n for img in scores["images"].values() for n in img["schedules"]})
     colours = {n: f"C{i}" for i, n in enumerate(names)}  # one colour per schedule in every panel
+    shown: set[str] = set()  # schedules with a curve in some panel: the legend's
     fig, axes = plt.subplots(1, len(images), figsize=(3.4 * len(images), 3.2), squeeze=False)
     for ax, image in zip(axes[0], images, strict=True):
         for name, sched in scores["images"][image]["schedules"].items():
             c = sched["curve"]
             if c["evaluations"]:
                 ax.plot(c["evaluations"], c["seed_ssim"], "-o", ms=3, color=colours[name])
+                shown.add(name)
         ax.axhline(scores["targets"]["seed_ssim"], color="grey", ls="--", lw=1)
         ax.set_xscale("log")
         ax.set_ylim(0.5, 1.005)
@@ -537,12 +539,9 @@ def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> No
     axes[0][0].set_ylabel("mean SSIM between seeds")
     from matplotlib.lines import Line2D
 
-    shown = [n for n in names if any(
-        scores["images"][i]["schedules"].get(n, {}).get("curve", {}).get("evaluations")
-        for i in images
-    )]  # fmt: skip
-    handles = [Line2D([], [], color=colours[n], marker="o", ms=3) for n in shown]
-    axes[0][0].legend(handles, shown, fontsize=7, loc="lower left")
+    labels = [n for n in names if n in shown]
+    handles = [Line2D([], [], color=colours[n], marker="o", ms=3) for n in labels]
+    axes[0][0].legend(handles, labels, fontsize=7, loc="lower left")
     fig.tight_layout()
     atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
     plt.close(fig)
