@@ -2,6 +2,9 @@
 
 ``rdex bench --mode repeat`` compares the seeds of one schedule; this compares any records (the
 same seed run with another thread count, say) with one common evaluator (256 fixed draws).
+With ``--line K`` it also evaluates the objective at ``K`` evenly spaced points on the straight
+line between the masks of every pair: if it stays level, the objective cannot tell the two
+pictures apart (the seeds of a schedule then differ along a flat valley, not between two basins).
 
     python benchmarks/studies/compare_records.py \
         benchmarks/studies/results/repeat-256/records/fast-chelsea-s0.json \
@@ -27,6 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("records", nargs="+")
     p.add_argument("--eval-samples", type=int, default=256)
+    p.add_argument("--line", type=int, default=0, help="objective at K points between each pair")
     a = p.parse_args()
     torch.set_num_threads(1)
     recs = [RunRecord.load(path) for path in a.records]
@@ -40,14 +44,26 @@ def main() -> None:
         load_classifier(), x, lambda_k=first.config["lambda_k"], target=first.target,
         samples=a.eval_samples,
     )  # fmt: skip
-    pictures = {}
+    pictures, masks, objectives = {}, {}, {}
     for r in recs:
-        mask = [torch.from_numpy(b) for b in r.final]
-        pictures[r.name] = evaluator.picture(mask)
+        masks[r.name] = [torch.from_numpy(b) for b in r.final]
+        pictures[r.name] = evaluator.picture(masks[r.name])
+        objectives[r.name] = evaluator(masks[r.name])
         print(f"{r.name}: seed {r.seed}, threads {r.meta.get('threads')}, "
-              f"objective {evaluator(mask):.4f}")  # fmt: skip
+              f"objective {objectives[r.name]:.4f}")  # fmt: skip
     for one, two in itertools.combinations(pictures, 2):
         print(f"SSIM {one} / {two}: {ssim(pictures[one], pictures[two]):.3f}")
+        if a.line > 0:
+            ts = [k / (a.line + 1) for k in range(1, a.line + 1)]
+            pairs = list(zip(masks[one], masks[two], strict=True))
+            line = [evaluator([(1 - t) * m1 + t * m2 for m1, m2 in pairs]) for t in ts]
+            f1, f2 = objectives[one], objectives[two]
+            # Above the chord: how much higher than the straight line between the two ends.
+            above = max(v - ((1 - t) * f1 + t * f2) for t, v in zip(ts, line, strict=True))
+            points = ", ".join(f"{t:.2f}: {v:.4f}" for t, v in zip(ts, line, strict=True))
+            print(f"  line {points}; ends {f1:.4f} and {f2:.4f} ({max(f1, f2) / min(f1, f2):.3f}x), "
+                  f"at most {100 * above / min(f1, f2):+.1f} % above the chord, "
+                  f"lowest / lower end {min(line) / min(f1, f2):.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

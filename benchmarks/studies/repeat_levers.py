@@ -12,7 +12,14 @@ optimiser loop, so nothing here is a supported setting) and then runs
 * ``--lambda-from F --lambda-until T``: continuation of the sparsity weight, ``F * lambda`` at
   the start rising linearly to ``lambda`` at the fraction ``T`` of the steps;
 * ``--beta1 B``: Adam's first-moment decay (0.9 in the paper and in rdex): a longer average of
-  the noisy gradient while the mask falls.
+  the noisy gradient while the mask falls;
+* ``--shrink-until T``: for the fraction ``T`` of the steps, the Monte-Carlo distortion gradient
+  of every mask entry is shrunk by its own signal-to-noise ratio across the step's ``L`` draws,
+  ``g * g^2 / (g^2 + c * se^2)`` with ``se^2`` the squared standard error of the mean ``g`` and
+  ``c`` from ``--shrink-strength`` (1: a Wiener shrinkage; per-draw gradients from one backward pass through a per-draw copy of the mask).
+  Entries whose distortion gradient is noise then fall by the sparsity term alone, at the same
+  rate for every seed; the later steps use the plain gradient, so the fixed points are the
+  paper's objective's.
 
     python benchmarks/studies/repeat_levers.py --draws latin --name latin --images chelsea \
         --seeds 0 1 --out benchmarks/studies/results/repeat-128/screen
@@ -59,8 +66,60 @@ def _latin(obfuscation: type) -> None:
     obfuscation.sample, obfuscation._standard = rows_first, standard
 
 
+def _shrunk_distortion_grads(self, problem, i, mask, noise):  # type: ignore[no-untyped-def]
+    """``RDE._distortion_grads`` with per-draw gradients: the mask is copied once per draw
+    (``expand``), so one backward pass gives every draw's gradient; their mean is the plain
+    gradient, their spread its standard error, and the mean is shrunk by ``g^2 / (g^2 + se^2)``
+    while ``self._lever_shrink`` is on."""
+    from rdex.obfuscations import obfuscate
+
+    samples = noise[0].shape[1]
+    bands = [b[i : i + 1] for b in problem.bands]
+    total = [torch.zeros_like(m) for m in mask]
+    squares = [torch.zeros_like(m) for m in mask]
+    distortion = problem.x.new_zeros(1)
+    target = problem.target[i : i + 1]
+    for lo in range(0, samples, problem.chunk):
+        hi = min(samples, lo + problem.chunk)
+        n = hi - lo
+        copies = [m.expand(n, *m.shape[1:]) for m in mask]
+        out = obfuscate(
+            self.representation, [b.expand(n, *b.shape[1:]) for b in bands],
+            shape=problem.shape, mask=copies, noise=[v[:, lo:hi].transpose(0, 1) for v in noise],
+            clip=self.config.clip, model=self._forward,
+        )  # fmt: skip
+        reference = self._reference(problem, i, n)
+        d = self.config.distortion_scale * self._distortion(
+            reference, out.unsqueeze(1), target.expand(n)
+        ).view(n)
+        per_draw = torch.autograd.grad(d.sum(), copies)
+        for acc, sq, g in zip(total, squares, per_draw, strict=True):
+            acc += g.sum(dim=0, keepdim=True)
+            sq += (g * g).sum(dim=0, keepdim=True)
+        distortion += d.detach().sum() / samples
+    grads = []
+    for acc, sq in zip(total, squares, strict=True):
+        mean = acc / samples
+        if self._lever_shrink and samples > 1:
+            variance = (sq - samples * mean * mean).clamp_min(0) / (samples - 1)
+            se2 = self._lever_strength * variance / samples
+            mean = mean * mean * mean / (mean * mean + se2).clamp_min(1e-30)
+        grads.append(mean)
+    return grads, distortion
+
+
 def patch(a: argparse.Namespace) -> None:
     """Apply the levers of ``a`` to rdex in this process."""
+    if a.shrink_until is not None:
+        step_of = rde.RDE._image_step
+
+        def shrink_step(self, problem, i, mask, noise, step):  # type: ignore[no-untyped-def]
+            self._lever_shrink = step < a.shrink_until * self.config.steps
+            self._lever_strength = a.shrink_strength
+            return step_of(self, problem, i, mask, noise, step)
+
+        rde.RDE._image_step = shrink_step  # type: ignore[method-assign]
+        rde.RDE._distortion_grads = _shrunk_distortion_grads  # type: ignore[method-assign]
     if a.draws == "latin":
         _latin(obfuscations.GaussianAdaptive)
     if a.lambda_from is not None:
@@ -92,6 +151,8 @@ def main() -> None:
     p.add_argument("--lambda-from", type=float, default=None)
     p.add_argument("--lambda-until", type=float, default=0.5)
     p.add_argument("--beta1", type=float, default=None)
+    p.add_argument("--shrink-until", type=float, default=None)
+    p.add_argument("--shrink-strength", type=float, default=1.0)
     a, rest = p.parse_known_args()
     patch(a)
     import repeat_runs
