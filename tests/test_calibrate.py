@@ -279,7 +279,7 @@ def test_real_model_keep_probability_search() -> None:
 
     model = load_classifier(DEFAULT_MODEL)
     _, x = load_batch(["chelsea"], size=128)
-    explainer = CartoonX(model, preset="preview")
+    explainer = CartoonX(model, preset="preview", steps=100)  # the study's 100 steps
     [cal] = calibrate(explainer, x, keep_probability=0.9)
     assert cal.converged and len(cal.runs) <= 8, cal.to_dict()
     again = float(measure_keep_probability(explainer, x, cal.result)[0])

@@ -73,5 +73,5 @@ def test_demo_explains_the_samples_with_the_default_model(tmp_path: Path) -> Non
     for name in ("chelsea", "coffee"):
         for method in ("cartoonx", "pixel-rde"):
             record = json.loads((out / f"{name}-{method}.json").read_text())
-            assert record["settings"]["steps"] == 100  # the preview schedule
+            assert record["settings"]["steps"] == 200  # the preview schedule
             assert (out / f"{name}-{method}-figure.png").stat().st_size > 0

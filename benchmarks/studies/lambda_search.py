@@ -80,6 +80,10 @@ def main() -> None:
     p.add_argument("--method", default="cartoonx", choices=sorted(METHODS))
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--preset", default="preview")
+    p.add_argument(
+        "--steps", type=int, default=100,
+        help="steps per run (100: the preview schedule's length when this study was measured)",
+    )  # fmt: skip
     p.add_argument("--keep-probability", type=float, default=0.9)
     p.add_argument("--sparsity", type=float, default=0.02)
     p.add_argument("--max-runs", type=int, default=8)
@@ -111,7 +115,7 @@ def main() -> None:
     names, images = load_batch(a.images.split(","), size=a.size)
     model = Counting(load_classifier(DEFAULT_MODEL))
     cls = METHODS[a.method]
-    config = preset(a.preset, lambda_k=cls.default_lambda_k)
+    config = preset(a.preset, lambda_k=cls.default_lambda_k, steps=a.steps)
     explainer = cls(model, config=config)
     goals = {"keep_probability": a.keep_probability, "sparsity": a.sparsity}
     cases: list[dict[str, Any]] = []
@@ -160,7 +164,7 @@ def main() -> None:
     record = {
         "command": "OMP_NUM_THREADS=1 python benchmarks/studies/lambda_search.py "
         f"--images {a.images} --method {a.method} --size {a.size} --preset {a.preset} "
-        f"--keep-probability {a.keep_probability} --sparsity {a.sparsity} "
+        f"--steps {a.steps} --keep-probability {a.keep_probability} --sparsity {a.sparsity} "
         f"--max-runs {a.max_runs}{' --warm-start' if a.warm_start else ' --no-warm-start'} --out {a.out}",
         "model": DEFAULT_MODEL,
         "method": a.method,
