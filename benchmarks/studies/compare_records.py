@@ -5,6 +5,8 @@ same seed run with another thread count, say) with one common evaluator (256 fix
 With ``--line K`` it also evaluates the objective at ``K`` evenly spaced points on the straight
 line between the masks of every pair: if it stays level, the objective cannot tell the two
 pictures apart (the seeds of a schedule then differ along a flat valley, not between two basins).
+An argument ``A.json+B.json`` stands for the mean of those runs' final masks (a mean over seeds):
+two such means of disjoint seeds show how repeatable the mean is.
 
     python benchmarks/studies/compare_records.py \
         benchmarks/studies/results/repeat-256/records/fast-chelsea-s0.json \
@@ -33,9 +35,9 @@ def main() -> None:
     p.add_argument("--line", type=int, default=0, help="objective at K points between each pair")
     a = p.parse_args()
     torch.set_num_threads(1)
-    recs = [RunRecord.load(path) for path in a.records]
-    first = recs[0]
-    for r in recs[1:]:
+    groups = [[RunRecord.load(path) for path in arg.split("+")] for arg in a.records]
+    first = groups[0][0]
+    for r in (r for group in groups for r in group):
         same = (r.image, r.size, r.target, r.config["lambda_k"])
         if same != (first.image, first.size, first.target, first.config["lambda_k"]):
             p.error(f"{r.name} is not of {first.name}'s image, size, target and lambda_k")
@@ -45,12 +47,15 @@ def main() -> None:
         samples=a.eval_samples,
     )  # fmt: skip
     pictures, masks, objectives = {}, {}, {}
-    for r in recs:
-        masks[r.name] = [torch.from_numpy(b) for b in r.final]
-        pictures[r.name] = evaluator.picture(masks[r.name])
-        objectives[r.name] = evaluator(masks[r.name])
-        print(f"{r.name}: seed {r.seed}, threads {r.meta.get('threads')}, "
-              f"objective {objectives[r.name]:.4f}")  # fmt: skip
+    for group in groups:
+        name = "+".join(r.name for r in group)
+        finals = [[torch.from_numpy(b) for b in r.final] for r in group]
+        masks[name] = [torch.stack(bands).mean(dim=0) for bands in zip(*finals, strict=True)]
+        pictures[name] = evaluator.picture(masks[name])
+        objectives[name] = evaluator(masks[name])
+        seeds = ",".join(str(r.seed) for r in group)
+        threads = ",".join(str(r.meta.get("threads")) for r in group)
+        print(f"{name}: seed {seeds}, threads {threads}, objective {objectives[name]:.4f}")
     for one, two in itertools.combinations(pictures, 2):
         print(f"SSIM {one} / {two}: {ssim(pictures[one], pictures[two]):.3f}")
         if a.line > 0:
