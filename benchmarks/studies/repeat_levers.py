@@ -16,10 +16,11 @@ optimiser loop, so nothing here is a supported setting) and then runs
 * ``--shrink-until T``: for the fraction ``T`` of the steps, the Monte-Carlo distortion gradient
   of every mask entry is shrunk by its own signal-to-noise ratio across the step's ``L`` draws,
   ``g * g^2 / (g^2 + c * se^2)`` with ``se^2`` the squared standard error of the mean ``g`` and
-  ``c`` from ``--shrink-strength`` (1: a Wiener shrinkage; per-draw gradients from one backward pass through a per-draw copy of the mask).
-  Entries whose distortion gradient is noise then fall by the sparsity term alone, at the same
-  rate for every seed; the later steps use the plain gradient, so the fixed points are the
-  paper's objective's.
+  ``c`` from ``--shrink-strength`` (1: a Wiener shrinkage). The per-draw gradients come from one
+  backward pass through a per-draw copy of the mask. Entries whose distortion gradient is noise
+  then fall by the sparsity term alone, at the same rate for every seed. With ``T < 1`` the
+  later steps use the plain gradient, so the run ends at a fixed point of the paper's objective;
+  with ``T = 1`` the shrinkage biases the end point towards sparser masks.
 
     python benchmarks/studies/repeat_levers.py --draws latin --name latin --images chelsea \
         --seeds 0 1 --out benchmarks/studies/results/repeat-128/screen
@@ -69,8 +70,9 @@ def _latin(obfuscation: type) -> None:
 def _shrunk_distortion_grads(self, problem, i, mask, noise):  # type: ignore[no-untyped-def]
     """``RDE._distortion_grads`` with per-draw gradients: the mask is copied once per draw
     (``expand``), so one backward pass gives every draw's gradient; their mean is the plain
-    gradient, their spread its standard error, and the mean is shrunk by ``g^2 / (g^2 + se^2)``
-    while ``self._lever_shrink`` is on."""
+    gradient, their spread its standard error, and the mean is shrunk by
+    ``g^2 / (g^2 + c * se^2)`` (``c``: ``self._lever_strength``) while ``self._lever_shrink`` is
+    on."""
     from rdex.obfuscations import obfuscate
 
     samples = noise[0].shape[1]
