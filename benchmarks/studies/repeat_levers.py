@@ -67,76 +67,80 @@ def _latin(obfuscation: type) -> None:
     obfuscation.sample, obfuscation._standard = rows_first, standard
 
 
-def _shrunk_distortion_grads(self, problem, i, mask, noise):  # type: ignore[no-untyped-def]
-    """``RDE._distortion_grads`` with per-draw gradients: the mask is copied once per draw
-    (``expand``), so one backward pass gives every draw's gradient; their mean is the plain
-    gradient, their spread its standard error, and the mean is shrunk by
-    ``g^2 / (g^2 + c * se^2)`` (``c``: ``self._lever_strength``) while ``self._lever_shrink`` is
-    on."""
-    from rdex.obfuscations import obfuscate
+def _record_step() -> None:
+    """Make ``RDE._image_step`` keep its step in ``self._lever_step`` for the levers that depend
+    on it (once, however many levers ask)."""
+    step_of = rde.RDE._image_step
+    if getattr(step_of, "records_step", False):
+        return
 
-    samples = noise[0].shape[1]
-    bands = [b[i : i + 1] for b in problem.bands]
-    total = [torch.zeros_like(m) for m in mask]
-    squares = [torch.zeros_like(m) for m in mask]
-    distortion = problem.x.new_zeros(1)
-    target = problem.target[i : i + 1]
-    for lo in range(0, samples, problem.chunk):
-        hi = min(samples, lo + problem.chunk)
-        n = hi - lo
-        copies = [m.expand(n, *m.shape[1:]) for m in mask]
-        out = obfuscate(
-            self.representation, [b.expand(n, *b.shape[1:]) for b in bands],
-            shape=problem.shape, mask=copies, noise=[v[:, lo:hi].transpose(0, 1) for v in noise],
-            clip=self.config.clip, model=self._forward,
-        )  # fmt: skip
-        reference = self._reference(problem, i, n)
-        d = self.config.distortion_scale * self._distortion(
-            reference, out.unsqueeze(1), target.expand(n)
-        ).view(n)
-        per_draw = torch.autograd.grad(d.sum(), copies)
-        for acc, sq, g in zip(total, squares, per_draw, strict=True):
-            acc += g.sum(dim=0, keepdim=True)
-            sq += (g * g).sum(dim=0, keepdim=True)
-        distortion += d.detach().sum() / samples
-    grads = []
-    for acc, sq in zip(total, squares, strict=True):
-        mean = acc / samples
-        if self._lever_shrink and samples > 1:
-            variance = (sq - samples * mean * mean).clamp_min(0) / (samples - 1)
-            se2 = self._lever_strength * variance / samples
-            mean = mean * mean * mean / (mean * mean + se2).clamp_min(1e-30)
-        grads.append(mean)
-    return grads, distortion
+    def image_step(self, problem, i, mask, noise, step):  # type: ignore[no-untyped-def]
+        self._lever_step = step
+        return step_of(self, problem, i, mask, noise, step)
+
+    image_step.records_step = True  # type: ignore[attr-defined]
+    rde.RDE._image_step = image_step  # type: ignore[method-assign]
+
+
+def _shrunk_distortion_grads(until: float, strength: float):  # type: ignore[no-untyped-def]
+    """``RDE._distortion_grads`` with per-draw gradients: the mask is copied once per draw
+    (``expand``), so one backward pass through rdex's own ``_distortion_chunk`` gives every draw's
+    gradient; their mean is the plain gradient, their spread its standard error, and for the
+    fraction ``until`` of the steps the mean is shrunk by ``g^2 / (g^2 + strength * se^2)``."""
+
+    def distortion_grads(self, problem, i, mask, noise):  # type: ignore[no-untyped-def]
+        samples = noise[0].shape[1]
+        bands = [b[i : i + 1] for b in problem.bands]
+        total = [torch.zeros_like(m) for m in mask]
+        squares = [torch.zeros_like(m) for m in mask]
+        distortion = problem.x.new_zeros(1)
+        for lo in range(0, samples, problem.chunk):
+            hi = min(samples, lo + problem.chunk)
+            n = hi - lo
+            copies = [m.expand(n, *m.shape[1:]) for m in mask]
+            d = self._distortion_chunk(
+                copies, [b.expand(n, *b.shape[1:]) for b in bands],
+                [v[:, lo:hi].transpose(0, 1) for v in noise], problem.shape,
+                self._reference(problem, i, n), problem.target[i : i + 1],
+            ).view(n)  # fmt: skip
+            per_draw = torch.autograd.grad(d.sum(), copies)
+            for acc, sq, g in zip(total, squares, per_draw, strict=True):
+                acc += g.sum(dim=0, keepdim=True)
+                sq += (g * g).sum(dim=0, keepdim=True)
+            distortion += d.detach().sum() / samples
+        shrink = samples > 1 and self._lever_step < until * self.config.steps
+        grads = []
+        for acc, sq in zip(total, squares, strict=True):
+            mean = acc / samples
+            if shrink:
+                variance = (sq - samples * mean * mean).clamp_min(0) / (samples - 1)
+                se2 = strength * variance / samples
+                mean = mean * mean * mean / (mean * mean + se2).clamp_min(1e-30)
+            grads.append(mean)
+        return grads, distortion
+
+    return distortion_grads
 
 
 def patch(a: argparse.Namespace) -> None:
     """Apply the levers of ``a`` to rdex in this process."""
     if a.shrink_until is not None:
-        step_of = rde.RDE._image_step
-
-        def shrink_step(self, problem, i, mask, noise, step):  # type: ignore[no-untyped-def]
-            self._lever_shrink = step < a.shrink_until * self.config.steps
-            self._lever_strength = a.shrink_strength
-            return step_of(self, problem, i, mask, noise, step)
-
-        rde.RDE._image_step = shrink_step  # type: ignore[method-assign]
-        rde.RDE._distortion_grads = _shrunk_distortion_grads  # type: ignore[method-assign]
+        _record_step()
+        rde.RDE._distortion_grads = _shrunk_distortion_grads(  # type: ignore[method-assign]
+            a.shrink_until, a.shrink_strength
+        )
     if a.draws == "latin":
         _latin(obfuscations.GaussianAdaptive)
     if a.lambda_from is not None:
-        step_of, penalty_of = rde.RDE._image_step, rde.RDE._penalty
-
-        def image_step(self, problem, i, mask, noise, step):  # type: ignore[no-untyped-def]
-            self._lever_step = step
-            return step_of(self, problem, i, mask, noise, step)
+        _record_step()
+        penalty_of = rde.RDE._penalty
 
         def penalty(self, problem, i, mask):  # type: ignore[no-untyped-def]
             l1, value = penalty_of(self, problem, i, mask)
             t = min(1.0, self._lever_step / max(1.0, a.lambda_until * self.config.steps))
             return l1, value * (a.lambda_from + (1.0 - a.lambda_from) * t)
 
-        rde.RDE._image_step, rde.RDE._penalty = image_step, penalty  # type: ignore[method-assign]
+        rde.RDE._penalty = penalty  # type: ignore[method-assign]
     if a.beta1 is not None:
         adam = torch.optim.Adam
 
