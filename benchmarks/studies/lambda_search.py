@@ -81,8 +81,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--preset", default="preview")
     p.add_argument(
-        "--steps", type=int, default=100,
-        help="steps per run (100: the preview schedule's length when this study was measured)",
+        "--steps", type=int, default=None,
+        help="steps per run instead of the preset's (the committed study: preview at 100 steps)",
     )  # fmt: skip
     p.add_argument("--keep-probability", type=float, default=0.9)
     p.add_argument("--sparsity", type=float, default=0.02)
@@ -164,7 +164,7 @@ def main() -> None:
     record = {
         "command": "OMP_NUM_THREADS=1 python benchmarks/studies/lambda_search.py "
         f"--images {a.images} --method {a.method} --size {a.size} --preset {a.preset} "
-        f"--steps {a.steps} --keep-probability {a.keep_probability} --sparsity {a.sparsity} "
+        f"{'' if a.steps is None else f'--steps {a.steps} '}--keep-probability {a.keep_probability} --sparsity {a.sparsity} "
         f"--max-runs {a.max_runs}{' --warm-start' if a.warm_start else ' --no-warm-start'} --out {a.out}",
         "model": DEFAULT_MODEL,
         "method": a.method,
