@@ -523,6 +523,12 @@ def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> No
     names = sorted({n for img in scores["images"].values() for n in img["schedules"]})
     colours = {n: f"C{i}" for i, n in enumerate(names)}  # one colour per schedule in every panel
     shown: set[str] = set()  # schedules with a curve in some panel: the legend's
+    lowest = min(
+        (v for img in scores["images"].values() for sched in img["schedules"].values()
+         for v in sched["curve"]["seed_ssim"]),
+        default=1.0,
+    )  # fmt: skip
+    bottom = min(0.5, math.floor(20 * lowest) / 20)  # every curve in view (preview on astronaut)
     fig, axes = plt.subplots(1, len(images), figsize=(3.4 * len(images), 3.2), squeeze=False)
     for ax, image in zip(axes[0], images, strict=True):
         for name, sched in scores["images"][image]["schedules"].items():
@@ -532,7 +538,7 @@ def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> No
                 shown.add(name)
         ax.axhline(scores["targets"]["seed_ssim"], color="grey", ls="--", lw=1)
         ax.set_xscale("log")
-        ax.set_ylim(0.5, 1.005)
+        ax.set_ylim(bottom, 1.005)
         ax.set_title(image, fontsize=9)
         ax.set_xlabel("model evaluations spent")
         ax.grid(alpha=0.3)
@@ -541,7 +547,7 @@ def plot_seed_curves(scores: dict[str, Any], path: str | os.PathLike[str]) -> No
 
     labels = [n for n in names if n in shown]
     handles = [Line2D([], [], color=colours[n], marker="o", ms=3) for n in labels]
-    axes[0][0].legend(handles, labels, fontsize=7, loc="lower left")
+    axes[0][0].legend(handles, labels, fontsize=7, loc="lower right")
     fig.tight_layout()
     atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
     plt.close(fig)
