@@ -69,6 +69,7 @@ EXPLAIN_CASES = [
     pytest.param(["--target", "2"], id="target"),
     pytest.param(["--method", "pixel-rde"], id="method"),
     pytest.param(["--distortion", "kl"], id="distortion"),
+    pytest.param(["--seeds", "0,1,2"], id="seeds"),
 ]
 
 
@@ -95,6 +96,14 @@ def _recreate(image: Path, record: dict) -> np.ndarray:
     explainer = METHODS[record["method"]](
         model, config=RDEConfig(**settings), obfuscation=options["obfuscation"]
     )
+    if "seeds" in record:  # --seeds: the combination of those seeds' runs (rdex.seeds)
+        from rdex.seeds import explain_seeds
+
+        seeds = record["seeds"]
+        runs = explain_seeds(
+            explainer, x, seeds=seeds["seeds"], combine=seeds["combine"], target=record["target"]
+        )
+        return runs.result.mask_flat[0].numpy()
     return explainer.explain(x, target=record["target"]).mask_flat[0].numpy()
 
 

@@ -6,7 +6,9 @@ With ``--line K`` it also evaluates the objective at ``K`` evenly spaced points 
 line between the masks of every pair: if it stays level, the objective cannot tell the two
 pictures apart (the seeds of a schedule then differ along a flat valley, not between two basins).
 An argument ``A.json+B.json`` stands for the mean of those runs' final masks (a mean over seeds):
-two such means of disjoint seeds show how repeatable the mean is.
+two such means of disjoint seeds show how repeatable the mean is; with ``--median`` it stands
+for their entry-wise median instead (what ``rdex.seeds`` does). ``--rd`` adds each one's
+rate-distortion area (the benchmark's faithfulness measure).
 
     python benchmarks/studies/compare_records.py \
         benchmarks/studies/results/repeat-256/records/fast-chelsea-s0.json \
@@ -33,6 +35,8 @@ def main() -> None:
     p.add_argument("records", nargs="+")
     p.add_argument("--eval-samples", type=int, default=256)
     p.add_argument("--line", type=int, default=0, help="objective at K points between each pair")
+    p.add_argument("--median", action="store_true", help="A.json+B.json: median, not mean")
+    p.add_argument("--rd", action="store_true", help="also the rate-distortion area of each")
     a = p.parse_args()
     torch.set_num_threads(1)
     groups = [[RunRecord.load(path) for path in arg.split("+")] for arg in a.records]
@@ -50,12 +54,18 @@ def main() -> None:
     for group in groups:
         name = "+".join(r.name for r in group)
         finals = [[torch.from_numpy(b) for b in r.final] for r in group]
-        masks[name] = [torch.stack(bands).mean(dim=0) for bands in zip(*finals, strict=True)]
+        stacked = [torch.stack(bands) for bands in zip(*finals, strict=True)]
+        masks[name] = [b.median(dim=0).values if a.median else b.mean(dim=0) for b in stacked]
         pictures[name] = evaluator.picture(masks[name])
         objectives[name] = evaluator(masks[name])
         seeds = ",".join(str(r.seed) for r in group)
         threads = ",".join(str(r.meta.get("threads")) for r in group)
-        print(f"{name}: seed {seeds}, threads {threads}, objective {objectives[name]:.4f}")
+        rd = (
+            f", rate-distortion area {evaluator.rate_distortion_auc(masks[name]):.4f}"
+            if a.rd
+            else ""
+        )
+        print(f"{name}: seed {seeds}, threads {threads}, objective {objectives[name]:.4f}{rd}")
     for one, two in itertools.combinations(pictures, 2):
         print(f"SSIM {one} / {two}: {ssim(pictures[one], pictures[two]):.3f}")
         if a.line > 0:

@@ -178,7 +178,8 @@ def save_npz(result: RDEResult, path: str | os.PathLike[str], index: int = 0) ->
 
     Keys: ``mask_flat``, ``mask_<i>`` per band (band names in ``band_names``), ``explanation``,
     ``explanation_rgb``, ``history_distortion``, ``history_l1``, ``history_loss``, ``history_lr``,
-    ``target``, ``probs``.
+    ``target``, ``probs``; for a combination of seeds (:mod:`rdex.seeds`) also ``seeds`` and
+    ``seed_mask_flat``, every seed's own mask ``(K, k)``.
     """
     r = result[index]
     arrays: dict[str, Any] = {
@@ -191,6 +192,9 @@ def save_npz(result: RDEResult, path: str | os.PathLike[str], index: int = 0) ->
     }
     for i, m in enumerate(r.mask):
         arrays[f"mask_{i}"] = m[0].cpu().numpy()
+    if "seed_mask_flat" in r.extra:  # rdex.seeds: every seed's own mask, (K, k)
+        arrays["seed_mask_flat"] = r.extra["seed_mask_flat"][index].numpy()
+        arrays["seeds"] = np.array(r.extra["seeds"][index]["seeds"])
     for key, values in r.history.items():
         arrays[f"history_{key}"] = (values if values.dim() == 1 else values[:, 0]).cpu().numpy()
     return atomic_write_with(path, lambda buf: np.savez_compressed(buf, **arrays))
@@ -210,29 +214,36 @@ def result_record(
     def name(i: int) -> str | None:
         return labels[i] if labels is not None and i < len(labels) else None
 
-    return {
-        "method": r.method,
-        "settings": {k: v for k, v in vars(r.config).items()},
-        "representation": r.extra.get("representation"),
-        "obfuscation": r.extra.get("obfuscation"),
-        "target": target,
-        "target_label": name(target),
-        "target_prob": float(probs[target]),
-        "prediction": pred,
-        "prediction_label": name(pred),
-        "prediction_prob": float(probs[pred]),
-        "top5": [
-            {"index": int(i), "label": name(int(i)), "prob": float(p)}
-            for p, i in zip(*top, strict=True)
-        ],
-        "final_distortion": float(r.final_distortion[0]),
-        "final_l1": float(r.history["l1"][-1, 0]) if r.config.steps else 1.0,
-        "final_loss": float(r.history["loss"][-1, 0]) if r.config.steps else None,
-        "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
-        "runtime_s": r.runtime_s / max(len(result), 1),
-        "warnings": list(r.warnings[0]) if r.warnings else [],
-        "environment": r.extra.get("environment"),
-    } | ({"calibration": r.extra["calibration"]} if "calibration" in r.extra else {})
+    return (
+        {
+            "method": r.method,
+            "settings": {k: v for k, v in vars(r.config).items()},
+            "representation": r.extra.get("representation"),
+            "obfuscation": r.extra.get("obfuscation"),
+            "target": target,
+            "target_label": name(target),
+            "target_prob": float(probs[target]),
+            "prediction": pred,
+            "prediction_label": name(pred),
+            "prediction_prob": float(probs[pred]),
+            "top5": [
+                {"index": int(i), "label": name(int(i)), "prob": float(p)}
+                for p, i in zip(*top, strict=True)
+            ],
+            "final_distortion": float(r.final_distortion[0]),
+            "final_l1": float(r.history["l1"][-1, 0]) if r.config.steps else 1.0,
+            "final_loss": float(r.history["loss"][-1, 0]) if r.config.steps else None,
+            "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
+            "runtime_s": r.runtime_s / max(len(result), 1),
+            "warnings": list(r.warnings[0]) if r.warnings else [],
+            "environment": r.extra.get("environment"),
+        }
+        | ({"calibration": r.extra["calibration"]} if "calibration" in r.extra else {})
+        | (
+            # rdex.seeds: one summary per input (result[index] keeps the batch's extra).
+            {"seeds": r.extra["seeds"][index]} if "seeds" in r.extra else {}
+        )
+    )
 
 
 def save_result(

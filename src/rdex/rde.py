@@ -572,6 +572,50 @@ class RDE:
                     f"{image}: the model's gradient is not finite for an obfuscated input"
                 )
 
+    def render(
+        self,
+        x: Tensor,
+        mask: Sequence[Tensor],
+        *,
+        probs: Tensor,
+        target: Tensor,
+        bands: Sequence[Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor, list[list[str]]]:
+        """The pictures and warnings of a mask, as :attr:`RDEResult.explanation`,
+        :attr:`RDEResult.explanation_rgb` and :attr:`RDEResult.warnings` have them.
+
+        For a mask this explainer did not optimise itself (a mean over seeds,
+        :mod:`rdex.seeds`), so that it is drawn and judged as the optimised ones are.
+
+        Args:
+            x: The inputs ``(B, ...)``.
+            mask: Mask per band, ``(B, ...)`` (as :attr:`RDEResult.mask`).
+            probs: The model's output for ``x``, ``(B, m)``.
+            target: The explained label per input, ``(B,)``.
+            bands: The coefficients of ``x``, if already computed.
+        """
+        cfg = self.config
+        with torch.no_grad():
+            coefficients = self.representation.encode(x) if bands is None else bands
+            explanation, explanation_rgb = pictures(
+                x, coefficients, mask, self.representation, kind=self.explanation_kind,
+                clip=cfg.clip,
+            )  # fmt: skip
+        labels = getattr(self.model, "labels", None)
+        warnings = []
+        for i, j in enumerate(target.tolist()):
+            warnings.append(
+                explanation_warnings(
+                    mask_max=max(float(m[i].max()) for m in mask),
+                    picture_max=float(explanation[i].max()),
+                    # Raw outputs ("identity") are no probabilities: only the mask is judged.
+                    target_prob=float(probs[i, j]) if cfg.model_output == "softmax" else 1.0,
+                    label=repr(labels[j]) if labels and j < len(labels) else f"label {j}",
+                    lambda_k=cfg.lambda_k,
+                )
+            )
+        return explanation, explanation_rgb, warnings
+
     def _result(
         self,
         problem: _Problem,
@@ -585,23 +629,9 @@ class RDE:
         cfg = self.config
         rep = self.representation
         final = [torch.cat(band).detach() for band in zip(*masks, strict=True)]
-        with torch.no_grad():
-            explanation, explanation_rgb = pictures(
-                problem.x, problem.bands, final, rep, kind=self.explanation_kind, clip=cfg.clip
-            )
-        labels = getattr(self.model, "labels", None)
-        warnings = []
-        for i, j in enumerate(problem.target.tolist()):
-            warnings.append(
-                explanation_warnings(
-                    mask_max=max(float(m[i].max()) for m in final),
-                    picture_max=float(explanation[i].max()),
-                    # Raw outputs ("identity") are no probabilities: only the mask is judged.
-                    target_prob=float(probs[i, j]) if cfg.model_output == "softmax" else 1.0,
-                    label=repr(labels[j]) if labels and j < len(labels) else f"label {j}",
-                    lambda_k=cfg.lambda_k,
-                )
-            )
+        explanation, explanation_rgb, warnings = self.render(
+            problem.x, final, probs=probs, target=problem.target, bands=problem.bands
+        )
         return RDEResult(
             mask=final,
             explanation=explanation,

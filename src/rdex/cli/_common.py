@@ -163,7 +163,10 @@ def add_image_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_rde_args(parser: argparse.ArgumentParser, *, default_preset: str | None = None) -> None:
+def add_rde_args(
+    parser: argparse.ArgumentParser, *, default_preset: str | None = None
+) -> argparse._ArgumentGroup:
+    """The RDE optimisation options; returns their group, for a command's own additions."""
     from rdex.config import DEFAULT_PRESET
 
     default_preset = default_preset or DEFAULT_PRESET
@@ -192,6 +195,7 @@ def add_rde_args(parser: argparse.ArgumentParser, *, default_preset: str | None 
         "ShearletX and WaveletX)",
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    return group
 
 
 def pick_device(name: str) -> torch.device:

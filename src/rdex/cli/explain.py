@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="explain images with CartoonX, Pixel RDE, ShearletX or WaveletX",
         description="Explain each IMAGE (a file or a bundled sample name: chelsea, coffee, astronaut, "
         "rocket, sky). Writes per image and method: a figure, the explanation PNG, the mask and "
-        "history as .npz, and a JSON record.",
+        "history as .npz, and a JSON record (with --seeds also a figure of the seeds).",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument(
@@ -55,7 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_args(p)
     add_image_args(p)
-    add_rde_args(p)
+    rde = add_rde_args(p)
+    rde.add_argument("--seeds", default=None, metavar="LIST",
+                     help="run once per seed (comma-separated, e.g. 0,1,2; replaces --seed) and "
+                     "explain with the median of their masks; writes a -seeds.png figure of where "
+                     "the seeds differ and their SSIM (rdex.seeds; costs one run per seed)")  # fmt: skip
     goal = p.add_argument_group("lambda_k from a target (rdex.calibrate; refuses --lambda-k)")
     goal = goal.add_mutually_exclusive_group()
     goal.add_argument("--keep-probability", type=float, default=None, metavar="P",
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from rdex.io import display_name, save_result
     from rdex.methods import METHODS
     from rdex.models import load_classifier, resolve_label
-    from rdex.viz import explanation_figure, save_figure
+    from rdex.viz import explanation_figure, save_figure, seed_figure
 
     methods = method_names(args.method)
     if args.batch_size < 1:
@@ -107,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--lambda-k fixes lambda_k, --keep-probability/--sparsity search for it")
     if calibrating:
         args.batch_size = 1  # the search is per image
+    seeds = None
+    if args.seeds is not None:
+        from rdex.seeds import parse_seeds
+
+        if calibrating:
+            raise ValueError("--seeds runs one lambda_k; it does not combine with a search "
+                             "(--keep-probability/--sparsity)")  # fmt: skip
+        seeds = parse_seeds(args.seeds)
     device = pick_device(args.device)
     specs = list(dict.fromkeys(args.images))  # the same image twice is explained once
     names, images = load_batch(specs, size=args.size, fit=args.fit)
@@ -150,9 +162,17 @@ def run(args: argparse.Namespace) -> int:
             batch_names = names[lo : lo + args.batch_size]
             shown = [display_name(n) for n in batch_names]
             x = images[lo : lo + args.batch_size].to(device)
-            result = explainer.explain(
-                x, target=target, progress=not args.quiet, desc=f"{method} {', '.join(shown)}"
-            )
+            desc = f"{method} {', '.join(shown)}"
+            runs = None
+            if seeds is not None:
+                from rdex.seeds import explain_seeds
+
+                runs = explain_seeds(
+                    explainer, x, seeds=seeds, target=target, progress=not args.quiet, desc=desc
+                )
+                result = runs.result
+            else:
+                result = explainer.explain(x, target=target, progress=not args.quiet, desc=desc)
             for i, name in enumerate(batch_names):
                 stem = f"{stems[lo + i]}-{method}"
                 _, record = save_result(
@@ -187,6 +207,16 @@ def run(args: argparse.Namespace) -> int:
                     f"(p={record['target_prob']:.3f}) in {record['runtime_s']:.1f} s, "
                     f"distortion {record['final_distortion']:.4f} -> {out / (stem + '-figure.png')}"
                 )
+                if runs is not None:
+                    fig = seed_figure(x.cpu(), runs, i, labels=labels, title=shown[i])
+                    save_figure(fig, out / f"{stem}-seeds.png", pdf=args.pdf)
+                    agree = record["seeds"]
+                    print(
+                        f"{shown[i]} [{method}] seeds {','.join(map(str, runs.seeds))}: SSIM between "
+                        f"any two {agree['ssim_min']:.3f}-"
+                        f"{max(p['ssim'] for p in agree['ssim_pairs']):.3f}, spread -> "
+                        f"{out / (stem + '-seeds.png')}"
+                    )
                 for note in record["warnings"]:
                     print(f"warning: {name} [{method}]: {note}", file=sys.stderr)
     return 0
