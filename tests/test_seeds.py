@@ -12,7 +12,8 @@ import torch
 
 from rdex.cli import main
 from rdex.io import save_result
-from rdex.methods import CartoonX, PixelRDE
+from rdex.methods import METHODS, CartoonX, PixelRDE
+from rdex.methods.registry import list_methods
 from rdex.metrics.similarity import ssim
 from rdex.seeds import SeedEnsemble, explain_seeds, parse_seeds
 from tiny_models import (  # tests/ is on sys.path
@@ -80,6 +81,21 @@ def test_a_noise_free_obfuscation_gives_every_seed_the_same_explanation() -> Non
     assert float(runs.spread.abs().max()) == 0.0
     assert runs.summary(0)["retained_agreement"] == 1.0
     torch.testing.assert_close(runs.result.explanation, runs.runs[0].explanation)
+
+
+@pytest.mark.parametrize("method", [info.name for info in list_methods(kind="rde")])
+def test_every_rde_method_draws_its_combination_as_its_own_result(method: str) -> None:
+    # Seeds that agree exactly (no noise to draw) combine into that very result, pictures and
+    # warnings included: the combination is drawn by the method's own RDE.render.
+    explainer = METHODS[method](colour_classifier(), steps=3, samples=2, obfuscation="zeros")
+    x = _images()
+    runs = explain_seeds(explainer, x, seeds=[0, 5])
+    single = runs.runs[0]
+    for a, b in zip(runs.result.mask, single.mask, strict=True):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(runs.result.explanation, single.explanation)
+    torch.testing.assert_close(runs.result.explanation_rgb, single.explanation_rgb)
+    assert runs.result.warnings == single.warnings and runs.result.method == single.method
 
 
 def test_every_seed_explains_the_same_label() -> None:
@@ -161,7 +177,33 @@ def test_cli_bad_seeds_are_one_line_errors(
     common = ["--model", "tests.tiny_models:colour_net", "--size", "32", "--out", str(tmp_path)]
     assert main(["explain", str(image), *common, "--seeds", "0"]) == 2
     assert main(["explain", str(image), *common, "--seeds", "0,x"]) == 2
+    assert main(["explain", str(image), *common, "--seeds", "0,0"]) == 2
+    assert main(["explain", str(image), *common, "--seeds", "0,-1"]) == 2
     assert main(["explain", str(image), *common, "--seeds", "0,1", "--sparsity", "0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("rdex explain: error:") for line in err)
+    assert len(err) == 5 and all(line.startswith("rdex explain: error:") for line in err)
     assert not list(tmp_path.glob("red-*"))  # nothing written by a refused run
+
+
+def test_cli_seeds_with_a_batch_gives_each_image_its_own_agreement(
+    tmp_path: Path, repo_on_path: None
+) -> None:
+    red = make_image(tmp_path / "red.png", "red")
+    green = make_image(tmp_path / "green.png", "green", seed=4)
+    out = tmp_path / "out"
+    args = ["explain", str(red), str(green), "--model", "tests.tiny_models:colour_net"]
+    args += ["--size", "32", "--preset", "preview", "--steps", "20", "--samples", "2"]
+    args += ["--lambda-k", "0.5", "--quiet"]
+    assert main([*args, "--seeds", "0,1,2", "--batch-size", "2", "--out", str(out)]) == 0
+    single = tmp_path / "single"
+    assert main([*args, "--seed", "2", "--out", str(single)]) == 0
+    for stem in ("red", "green"):
+        record = json.loads((out / f"{stem}-cartoonx.json").read_text())
+        saved = np.load(out / f"{stem}-cartoonx.npz")
+        # The record's agreement is this image's: its seeds' own masks, as saved beside it.
+        np.testing.assert_array_equal(
+            np.load(single / f"{stem}-cartoonx.npz")["mask_flat"], saved["seed_mask_flat"][2]
+        )
+        assert record["seeds"]["per_seed"][2]["retained_fraction"] == pytest.approx(
+            float((saved["seed_mask_flat"][2] > 0.5).mean())
+        )
