@@ -98,6 +98,27 @@ def test_every_rde_method_draws_its_combination_as_its_own_result(method: str) -
     assert runs.result.warnings == single.warnings and runs.result.method == single.method
 
 
+def test_the_record_gives_the_combined_masks_own_distortion(tmp_path: Path) -> None:
+    # With zeros as obfuscation y = f(s * h) is the masked input itself: the distortion of the
+    # combination is (p(x) - p(y))^2 for the explained label, checked with the model directly.
+    model = colour_classifier()
+    cx = CartoonX(model, preset="preview", steps=20, samples=2, lambda_k=0.5, obfuscation="zeros")
+    x = _images()
+    runs = explain_seeds(cx, x, seeds=[0, 1], combine="mean")
+    r = runs.result
+    with torch.no_grad():
+        p_y = torch.softmax(model(r.explanation_rgb), dim=1)
+    j = r.target.view(-1, 1)
+    expected = (r.probs.gather(1, j) - p_y.gather(1, j)).squeeze(1) ** 2
+    for i in range(2):
+        summary = r.extra["seeds"][i]
+        assert summary["distortion"] == pytest.approx(float(expected[i]), rel=1e-4, abs=1e-9)
+        _, record = save_result(r, tmp_path, f"img{i}", i)
+        assert record["final_distortion"] == summary["distortion"]
+        assert record["final_l1"] == pytest.approx(float(r.mask_flat[i].mean()))
+        assert record["final_loss"] is None  # the combination was not optimised
+
+
 def test_every_seed_explains_the_same_label() -> None:
     model = colour_classifier()
     cx = CartoonX(model, steps=5, samples=2)

@@ -214,36 +214,41 @@ def result_record(
     def name(i: int) -> str | None:
         return labels[i] if labels is not None and i < len(labels) else None
 
-    return (
-        {
-            "method": r.method,
-            "settings": {k: v for k, v in vars(r.config).items()},
-            "representation": r.extra.get("representation"),
-            "obfuscation": r.extra.get("obfuscation"),
-            "target": target,
-            "target_label": name(target),
-            "target_prob": float(probs[target]),
-            "prediction": pred,
-            "prediction_label": name(pred),
-            "prediction_prob": float(probs[pred]),
-            "top5": [
-                {"index": int(i), "label": name(int(i)), "prob": float(p)}
-                for p, i in zip(*top, strict=True)
-            ],
-            "final_distortion": float(r.final_distortion[0]),
-            "final_l1": float(r.history["l1"][-1, 0]) if r.config.steps else 1.0,
-            "final_loss": float(r.history["loss"][-1, 0]) if r.config.steps else None,
-            "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
-            "runtime_s": r.runtime_s / max(len(result), 1),
-            "warnings": list(r.warnings[0]) if r.warnings else [],
-            "environment": r.extra.get("environment"),
+    record = {
+        "method": r.method,
+        "settings": {k: v for k, v in vars(r.config).items()},
+        "representation": r.extra.get("representation"),
+        "obfuscation": r.extra.get("obfuscation"),
+        "target": target,
+        "target_label": name(target),
+        "target_prob": float(probs[target]),
+        "prediction": pred,
+        "prediction_label": name(pred),
+        "prediction_prob": float(probs[pred]),
+        "top5": [
+            {"index": int(i), "label": name(int(i)), "prob": float(p)}
+            for p, i in zip(*top, strict=True)
+        ],
+        "final_distortion": float(r.final_distortion[0]),
+        "final_l1": float(r.history["l1"][-1, 0]) if r.config.steps else 1.0,
+        "final_loss": float(r.history["loss"][-1, 0]) if r.config.steps else None,
+        "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
+        "runtime_s": r.runtime_s / max(len(result), 1),
+        "warnings": list(r.warnings[0]) if r.warnings else [],
+        "environment": r.extra.get("environment"),
+    } | ({"calibration": r.extra["calibration"]} if "calibration" in r.extra else {})
+    if "seeds" in r.extra:
+        # rdex.seeds: one summary per input (result[index] keeps the batch's extra). The history
+        # is the seeds' mean; the combined mask was not optimised, so its own distortion and
+        # mean stand here, and there is no final loss of its own.
+        seeds = r.extra["seeds"][index]
+        record |= {
+            "final_distortion": seeds["distortion"],
+            "final_l1": float(r.mask_flat[0].mean()),
+            "final_loss": None,
+            "seeds": seeds,
         }
-        | ({"calibration": r.extra["calibration"]} if "calibration" in r.extra else {})
-        | (
-            # rdex.seeds: one summary per input (result[index] keeps the batch's extra).
-            {"seeds": r.extra["seeds"][index]} if "seeds" in r.extra else {}
-        )
-    )
+    return record
 
 
 def save_result(

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from rdex.rde import RDE, RDEResult
+from rdex.rde import RDE, RDEResult, frozen
 
 __all__ = ["Combine", "SeedExplanation", "SeedEnsemble", "explain_seeds", "parse_seeds"]
 
@@ -41,6 +41,9 @@ Combine = Literal["mean", "median"]
 
 #: Most seeds one call runs (each is a full optimisation).
 MAX_SEEDS = 64
+
+#: Noise draws that estimate the combined mask's distortion (drawn with the first seed).
+DISTORTION_DRAWS = 64
 
 
 def parse_seeds(seeds: Sequence[int] | str) -> tuple[int, ...]:
@@ -88,6 +91,9 @@ class SeedExplanation:
             ``itertools.combinations`` order), ``(B, K (K - 1) / 2)``.
         spread: Per-pixel standard deviation of the seeds' explanation pictures,
             ``(B, 1, H, W)``: where the picture depends on the seed.
+        distortion: The combined mask's expected distortion, ``(B,)``: the mean over
+            :data:`DISTORTION_DRAWS` obfuscations drawn by the explainer's obfuscation with the
+            first seed (the combination was not optimised, so no run's final loss is its own).
     """
 
     seeds: tuple[int, ...]
@@ -96,6 +102,7 @@ class SeedExplanation:
     combine: Combine
     pair_ssim: Tensor
     spread: Tensor
+    distortion: Tensor
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
@@ -117,6 +124,8 @@ class SeedExplanation:
             # Entries above 0.5 in every seed, among those above 0.5 in any (1 when all agree).
             "retained_agreement": float(kept.all(0).sum() / kept.any(0).sum().clamp(min=1)),
             "spread_max": float(self.spread[index].max()),
+            "distortion": float(self.distortion[index]),
+            "distortion_draws": DISTORTION_DRAWS,
             "per_seed": [
                 {
                     "seed": seed,
@@ -138,6 +147,26 @@ def _ssim_pairs(pictures: Tensor) -> Tensor:
          for i in range(pictures.shape[1])],
         dtype=torch.float64,
     )  # fmt: skip
+
+
+def _distortion(
+    explainer: RDE, x: Tensor, mask: list[Tensor], first: RDEResult, seed: int
+) -> Tensor:
+    """The combined mask's expected distortion, ``(B,)``: the mean over
+    :data:`DISTORTION_DRAWS` obfuscations drawn by the explainer's own obfuscation (the seeds'
+    final losses are each one run's, not the combination's)."""
+    from rdex.distortions import get_distortion
+    from rdex.metrics.rate_distortion import obfuscated_outputs
+
+    cfg = explainer.config
+    with frozen(explainer.model), torch.no_grad():
+        out = obfuscated_outputs(
+            explainer.model, x, mask, representation=explainer.representation,
+            obfuscation=explainer.obfuscation, samples=DISTORTION_DRAWS, seed=seed, clip=cfg.clip,
+            model_output=cfg.model_output,
+        )  # fmt: skip
+        d = get_distortion(cfg.distortion)(first.probs.to(out), out, first.target.to(out.device))
+    return (cfg.distortion_scale * d.mean(dim=1)).cpu()
 
 
 def explain_seeds(
@@ -199,6 +228,7 @@ def explain_seeds(
     explanation, explanation_rgb, warnings = explainer.render(
         xs.to(first.explanation.device), mask, probs=first.probs, target=first.target
     )
+    distortion = _distortion(explainer, xs.to(first.explanation.device), mask, first, chosen[0])
     pictures = torch.stack([r.explanation for r in runs]).detach().cpu()
     history = {
         k: torch.stack([r.history[k] for r in runs]).mean(0) if k != "lr" else v
@@ -226,6 +256,7 @@ def explain_seeds(
         combine=combine,
         pair_ssim=_ssim_pairs(pictures),
         spread=pictures.std(dim=0, unbiased=False),
+        distortion=distortion,
     )
     combined.extra["seeds"] = [out.summary(i) for i in range(len(first))]
     combined.extra["seed_mask_flat"] = torch.stack([r.mask_flat for r in runs], 1).cpu()
