@@ -98,7 +98,9 @@ def test_a_batch_draws_the_noise_of_one_image_at_a_time() -> None:
     x = images(3, seed=2)
     explainer = CartoonX(sensitive_net(), obfuscation=obfuscation, config=quick(steps=4))
     batched = explainer.explain(x)
-    assert obfuscation.images == [1] * (4 * 3)  # per step, one draw per image, of one image
+    # Per step one draw per image, of one image; then the final check of the objective against
+    # the empty mask's (rdex.objective) draws twice per image, one image at a time too.
+    assert obfuscation.images == [1] * (4 * 3 + 2 * 3)
     alone = explainer.explain(x[1:2])  # and the batch is still the single runs
     assert torch.equal(batched.mask_flat[1:2], alone.mask_flat)
 
@@ -287,8 +289,9 @@ def test_deterministic_obfuscation_uses_one_sample() -> None:
     config = quick(steps=2, samples=16, fold_batchnorm=False)
     RDE(Counting(), Pixel(), "zeros", config=config).explain(images(2))
     # A pass on each input, then per image (each in its own passes, as when explained alone):
-    # its reference pass, then one obfuscation per step.
-    assert calls == [1, 1] + [1, 1, 1] * 2
+    # its reference pass, then one obfuscation per step; last the check against the empty mask
+    # (rdex.objective): one obfuscation per image for the mask and one for the empty mask.
+    assert calls == [1, 1] + [1, 1, 1] * 2 + [1] * 4
 
 
 def test_reference_output_replaces_the_models_output() -> None:
@@ -368,7 +371,9 @@ def test_early_samples_draw_more_noise_in_the_first_steps() -> None:
     noise = _CountingGaussian()
     x = images(2)
     batch = RDE(sensitive_net(), Wavelet(), noise, config=cfg).explain(x)
-    assert noise.draws == [5, 5] * 3 + [2, 2] * 3  # per step, per image
+    # Per step, per image; then the check against the empty mask (rdex.objective), 64 draws per
+    # image for the mask and 64 for the empty mask.
+    assert noise.draws == [5, 5] * 3 + [2, 2] * 3 + [64] * 4
     # Still one image's run whatever the batch, and the early samples change the result.
     single = RDE(sensitive_net(), Wavelet(), "gaussian", config=cfg).explain(x[1:])
     for a, b in zip(batch.mask, single.mask, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 from pathlib import Path
@@ -125,11 +126,20 @@ def test_report_in_headless_chromium(batch_out: Path) -> None:
 
         assert page.locator(".card").count() == len(expected_names)
         assert visible() == expected_names
-        # Every picture decoded (a broken relative path would give naturalWidth 0).
+        # Every picture decoded (a broken relative path would give naturalWidth 0). The pictures
+        # load lazily: bring each into view (cards with warnings are tall, the last ones start
+        # below the first screen). Decoding may finish after that on a busy machine: wait for it
+        # (a broken path never does, and the assertion below then names it).
+        page.eval_on_selector_all("img", "imgs => imgs.forEach(i => i.scrollIntoView())")
+        with contextlib.suppress(Exception):  # the assertion below says what is missing
+            page.wait_for_function(
+                "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
+                timeout=20_000,
+            )
         widths = page.eval_on_selector_all(
             "img", "imgs => imgs.map(i => i.complete && i.naturalWidth)"
         )
-        assert len(widths) == 18 and all(w == SIZE for w in widths)
+        assert len(widths) == 18 and all(w == SIZE for w in widths), str(widths)
         assert page.text_content("#count") == "7 of 7 images shown"
 
         page.check("#only-misclassified")

@@ -28,11 +28,12 @@ from torch import nn
 import rdex
 from rdex.cli import main
 from rdex.distortions import DISTORTIONS
+from rdex.images import load_image
 from rdex.methods import METHODS, CartoonX, PixelRDE
 from rdex.obfuscations import make_obfuscation
 from rdex.rde import RDE, ModelError, NonFiniteError, RDEConfig, preset
 from rdex.representations import Pixel
-from tiny_models import sensitive_net, tiny_net
+from tiny_models import colour_classifier, make_image, sensitive_net, tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
 RDEX = Path(rdex.__file__).resolve().parent
@@ -275,8 +276,12 @@ def test_low_target_probability_and_empty_mask_are_reported(tmp_path: Path) -> N
     from rdex.viz import explanation_figure
 
     net, x = sensitive_net(), images(1)
-    fine = PixelRDE(net, config=fast_like(lambda_k=0.5)).explain(x)
+    # A red picture for a colour classifier: an explanation that beats deleting everything
+    # (rdex.objective), so nothing to report.
+    red = load_image(make_image(tmp_path / "red.png", "red"), size=32)[None]
+    fine = PixelRDE(colour_classifier(), config=fast_like(lambda_k=0.5, steps=60)).explain(red)
     assert fine.warnings == [[]]
+    assert fine.extra["objective"][0] < fine.extra["empty_objective"][0]
     empty = PixelRDE(net, config=fast_like(lambda_k=1e4, lr=0.5, schedule="constant")).explain(x)
     (notes,) = empty.warnings
     assert len(notes) == 1 and "empty" in notes[0] and "lambda_k=10000" in notes[0]
@@ -294,7 +299,7 @@ def test_low_target_probability_and_empty_mask_are_reported(tmp_path: Path) -> N
     assert json.loads((tmp_path / "empty.json").read_text())["warnings"] == notes
     fig = explanation_figure(x, empty)
     assert any("empty" in t.get_text() for t in fig.texts)
-    fig_ok = explanation_figure(x, fine)
+    fig_ok = explanation_figure(red, fine)
     assert not fig_ok.texts
 
 

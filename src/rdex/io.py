@@ -235,17 +235,23 @@ def result_record(
         "retained_fraction": float((r.mask_flat[0] > 0.5).float().mean()),
         "runtime_s": r.runtime_s / max(len(result), 1),
         "warnings": list(r.warnings[0]) if r.warnings else [],
+        # rdex.objective: the final mask's objective and the empty mask's, on the same 64
+        # seeded draws (a warning says when the empty one scores as well).
+        "objective": r.extra["objective"][index] if "objective" in r.extra else None,
+        "empty_objective": (
+            r.extra["empty_objective"][index] if "empty_objective" in r.extra else None
+        ),
         "environment": r.extra.get("environment"),
     } | ({"calibration": r.extra["calibration"]} if "calibration" in r.extra else {})
     if "seeds" in r.extra:
         # rdex.seeds: one summary per input (result[index] keeps the batch's extra). The history
-        # is the seeds' mean; the combined mask was not optimised, so its own distortion and
-        # mean stand here, and there is no final loss of its own.
+        # is the seeds' mean; the combined mask was not optimised, so its own distortion, mean
+        # and objective (64 draws) stand here.
         seeds = r.extra["seeds"][index]
         record |= {
             "final_distortion": seeds["distortion"],
             "final_l1": float(r.mask_flat[0].mean()),
-            "final_loss": None,
+            "final_loss": record["objective"],
             "seeds": seeds,
         }
     return record

@@ -61,8 +61,9 @@ from rdex.config import PRESETS, RDEConfig, preset
 from rdex.distortions import get_distortion
 from rdex.inference import FoldReport, fold_batchnorm
 from rdex.obfuscations import Obfuscation, ObfuscationState, make_obfuscation, obfuscate
+from rdex.objective import Objective, empty_warning, mask_objective, penalty
 from rdex.representations import Representation, mask_shape
-from rdex.results import RDEResult, environment, greyscale_picture, pictures
+from rdex.results import RDEResult, environment, pictures
 from rdex.types import Distortion, ExplanationKind
 
 __all__ = [
@@ -543,19 +544,11 @@ class RDE:
         return self.config.distortion_scale * d.view(1, n)
 
     def _penalty(self, problem: _Problem, i: int, mask: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Mean mask value ``(1,)`` of input ``i`` and its penalty ``lambda_k * l1``, plus
-        ``spatial_l1`` times the mean of the masked greyscale image when that is on."""
-        cfg = self.config
-        k = sum(m.numel() for m in mask)
-        l1: Tensor = torch.stack([m.flatten(1).sum(dim=1) for m in mask]).sum(dim=0) / k
-        penalty = cfg.lambda_k * l1
-        if problem.grey_bands is not None:
-            grey = [g[i : i + 1] for g in problem.grey_bands]
-            picture = greyscale_picture(
-                problem.x[i : i + 1], mask, self.representation, clip=cfg.clip, grey_bands=grey
-            )
-            penalty = penalty + cfg.spatial_l1 * picture.abs().flatten(1).mean(dim=1)
-        return l1, penalty
+        """Mean mask value ``(1,)`` of input ``i`` and its penalty (:func:`rdex.objective.penalty`)."""
+        grey = None if problem.grey_bands is None else [g[i : i + 1] for g in problem.grey_bands]
+        return penalty(
+            self.config, mask, problem.x[i : i + 1], self.representation, grey_bands=grey
+        )
 
     @staticmethod
     def _check_finite(distortion: Tensor, masks: list[Tensor], step: int, image: int) -> None:
@@ -580,6 +573,8 @@ class RDE:
         probs: Tensor,
         target: Tensor,
         bands: Sequence[Tensor] | None = None,
+        objective: Objective | None = None,
+        empty: Objective | None = None,
     ) -> tuple[Tensor, Tensor, list[list[str]]]:
         """The pictures and warnings of a mask, as :attr:`RDEResult.explanation`,
         :attr:`RDEResult.explanation_rgb` and :attr:`RDEResult.warnings` have them.
@@ -593,6 +588,9 @@ class RDE:
             probs: The model's output for ``x``, ``(B, m)``.
             target: The explained label per input, ``(B,)``.
             bands: The coefficients of ``x``, if already computed.
+            objective, empty: The mask's and the empty mask's objective
+                (:func:`rdex.objective.mask_objective`, same draws): a warning when the empty
+                mask scores as well.
         """
         cfg = self.config
         with torch.no_grad():
@@ -604,16 +602,23 @@ class RDE:
         labels = getattr(self.model, "labels", None)
         warnings = []
         for i, j in enumerate(target.tolist()):
-            warnings.append(
-                explanation_warnings(
-                    mask_max=max(float(m[i].max()) for m in mask),
-                    picture_max=float(explanation[i].max()),
-                    # Raw outputs ("identity") are no probabilities: only the mask is judged.
-                    target_prob=float(probs[i, j]) if cfg.model_output == "softmax" else 1.0,
-                    label=repr(labels[j]) if labels and j < len(labels) else f"label {j}",
-                    lambda_k=cfg.lambda_k,
-                )
+            label = repr(labels[j]) if labels and j < len(labels) else f"label {j}"
+            # Raw outputs ("identity") are no probabilities: only the mask is judged.
+            prob = float(probs[i, j]) if cfg.model_output == "softmax" else 1.0
+            notes = explanation_warnings(
+                mask_max=max(float(m[i].max()) for m in mask),
+                picture_max=float(explanation[i].max()),
+                target_prob=prob,
+                label=label,
+                lambda_k=cfg.lambda_k,
             )
+            if objective is not None and empty is not None and not notes:
+                note = empty_warning(
+                    objective, empty, i, lambda_k=cfg.lambda_k, label=label,
+                    prob=prob if cfg.model_output == "softmax" else None,
+                )  # fmt: skip
+                notes += [note] if note else []
+            warnings.append(notes)
         return explanation, explanation_rgb, warnings
 
     def _result(
@@ -629,9 +634,24 @@ class RDE:
         cfg = self.config
         rep = self.representation
         final = [torch.cat(band).detach() for band in zip(*masks, strict=True)]
-        explanation, explanation_rgb, warnings = self.render(
-            problem.x, final, probs=probs, target=problem.target, bands=problem.bands
+        # The explanation against deleting everything, on the same seeded draws.
+        found, empty = (
+            mask_objective(
+                self,
+                problem.x,
+                m,
+                probs=probs,
+                target=problem.target,
+                reference_output=problem.given,
+                seed=0 if cfg.seed is None else cfg.seed,
+                batch_size=problem.chunk,
+            )  # fmt: skip
+            for m in (final, [torch.zeros_like(b) for b in final])
         )
+        explanation, explanation_rgb, warnings = self.render(
+            problem.x, final, probs=probs, target=problem.target, bands=problem.bands,
+            objective=found, empty=empty,
+        )  # fmt: skip
         return RDEResult(
             mask=final,
             explanation=explanation,
@@ -652,6 +672,8 @@ class RDE:
                 "representation": repr(rep),
                 "obfuscation": repr(self.obfuscation),
                 "environment": environment(problem.x.device),
+                "objective": found.value.tolist(),
+                "empty_objective": empty.value.tolist(),
             },
             warnings=warnings,
         )

@@ -32,7 +32,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from rdex.rde import RDE, RDEResult, frozen
+from rdex.objective import OBJECTIVE_DRAWS, mask_objective
+from rdex.rde import RDE, RDEResult
 
 __all__ = ["Combine", "SeedExplanation", "SeedEnsemble", "explain_seeds", "parse_seeds"]
 
@@ -41,9 +42,6 @@ Combine = Literal["mean", "median"]
 
 #: Most seeds one call runs (each is a full optimisation).
 MAX_SEEDS = 64
-
-#: Noise draws that estimate the combined mask's distortion (drawn with the first seed).
-DISTORTION_DRAWS = 64
 
 
 def parse_seeds(seeds: Sequence[int] | str) -> tuple[int, ...]:
@@ -92,8 +90,10 @@ class SeedExplanation:
         spread: Per-pixel standard deviation of the seeds' explanation pictures,
             ``(B, 1, H, W)``: where the picture depends on the seed.
         distortion: The combined mask's expected distortion, ``(B,)``: the mean over
-            :data:`DISTORTION_DRAWS` obfuscations drawn by the explainer's obfuscation with the
-            first seed (the combination was not optimised, so no run's final loss is its own).
+            :data:`rdex.objective.OBJECTIVE_DRAWS` obfuscations drawn by the explainer's
+            obfuscation with the first seed (the combination was not optimised, so no run's
+            final loss is its own). Its objective, and the empty mask's on the same draws, are
+            in ``result.extra["objective"]`` and ``["empty_objective"]``.
     """
 
     seeds: tuple[int, ...]
@@ -125,7 +125,7 @@ class SeedExplanation:
             "retained_agreement": float(kept.all(0).sum() / kept.any(0).sum().clamp(min=1)),
             "spread_max": float(self.spread[index].max()),
             "distortion": float(self.distortion[index]),
-            "distortion_draws": DISTORTION_DRAWS,
+            "distortion_draws": OBJECTIVE_DRAWS,
             "per_seed": [
                 {
                     "seed": seed,
@@ -147,26 +147,6 @@ def _ssim_pairs(pictures: Tensor) -> Tensor:
          for i in range(pictures.shape[1])],
         dtype=torch.float64,
     )  # fmt: skip
-
-
-def _distortion(
-    explainer: RDE, x: Tensor, mask: list[Tensor], first: RDEResult, seed: int
-) -> Tensor:
-    """The combined mask's expected distortion, ``(B,)``: the mean over
-    :data:`DISTORTION_DRAWS` obfuscations drawn by the explainer's own obfuscation (the seeds'
-    final losses are each one run's, not the combination's)."""
-    from rdex.distortions import get_distortion
-    from rdex.metrics.rate_distortion import obfuscated_outputs
-
-    cfg = explainer.config
-    with frozen(explainer.model), torch.no_grad():
-        out = obfuscated_outputs(
-            explainer.model, x, mask, representation=explainer.representation,
-            obfuscation=explainer.obfuscation, samples=DISTORTION_DRAWS, seed=seed, clip=cfg.clip,
-            model_output=cfg.model_output,
-        )  # fmt: skip
-        d = get_distortion(cfg.distortion)(first.probs.to(out), out, first.target.to(out.device))
-    return (cfg.distortion_scale * d.mean(dim=1)).cpu()
 
 
 def explain_seeds(
@@ -224,11 +204,16 @@ def explain_seeds(
     first = runs[0]
     stacked = [torch.stack(bands) for bands in zip(*(r.mask for r in runs), strict=True)]
     mask = [b.mean(0) if combine == "mean" else b.median(0).values for b in stacked]
-    xs = x if x.dtype == first.explanation.dtype else x.to(first.explanation.dtype)
-    explanation, explanation_rgb, warnings = explainer.render(
-        xs.to(first.explanation.device), mask, probs=first.probs, target=first.target
+    xs = x.to(first.explanation.device, first.explanation.dtype)
+    # The combination was not optimised: its own objective, on the first seed's draws, against
+    # the empty mask on the same draws (as RDE checks each run).
+    found, empty = (
+        mask_objective(explainer, xs, m, probs=first.probs, target=first.target, seed=chosen[0])
+        for m in (mask, [torch.zeros_like(b) for b in mask])
     )
-    distortion = _distortion(explainer, xs.to(first.explanation.device), mask, first, chosen[0])
+    explanation, explanation_rgb, warnings = explainer.render(
+        xs, mask, probs=first.probs, target=first.target, objective=found, empty=empty
+    )
     pictures = torch.stack([r.explanation for r in runs]).detach().cpu()
     history = {
         k: torch.stack([r.history[k] for r in runs]).mean(0) if k != "lr" else v
@@ -246,7 +231,8 @@ def explain_seeds(
         band_names=first.band_names,
         runtime_s=sum(r.runtime_s for r in runs),
         method=first.method,
-        extra=dict(first.extra),
+        extra=dict(first.extra)
+        | {"objective": found.value.tolist(), "empty_objective": empty.value.tolist()},
         warnings=warnings,
     )
     out = SeedExplanation(
@@ -256,7 +242,7 @@ def explain_seeds(
         combine=combine,
         pair_ssim=_ssim_pairs(pictures),
         spread=pictures.std(dim=0, unbiased=False),
-        distortion=distortion,
+        distortion=found.distortion,
     )
     combined.extra["seeds"] = [out.summary(i) for i in range(len(first))]
     combined.extra["seed_mask_flat"] = torch.stack([r.mask_flat for r in runs], 1).cpu()

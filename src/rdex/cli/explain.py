@@ -218,5 +218,5 @@ def run(args: argparse.Namespace) -> int:
                         f"{out / (stem + '-seeds.png')}"
                     )
                 for note in record["warnings"]:
-                    print(f"warning: {name} [{method}]: {note}", file=sys.stderr)
+                    print(f"warning: {shown[i]} [{method}]: {note}", file=sys.stderr)
     return 0
