@@ -73,6 +73,15 @@ def test_same_seed_same_draws_and_a_batch_is_its_single_inputs() -> None:
     assert float(one.value[0]) == pytest.approx(float(both.value[1]), rel=1e-6)
 
 
+@pytest.mark.parametrize("bad", [{"draws": 0}, {"draws": 2.5}, {"batch_size": 0}, {"draws": True}])
+def test_bad_draws_are_refused(bad: dict) -> None:
+    cx = CartoonX(sensitive_net(), config=preset("fast", steps=1, samples=2))
+    x = torch.rand(1, 3, 32, 32)
+    r = cx.explain(x)
+    with pytest.raises(ValueError, match="draws|batch_size"):
+        mask_objective(cx, x, r.mask, probs=r.probs, target=r.target, **bad)
+
+
 def test_the_warning_fires_exactly_when_the_empty_mask_scores_as_well() -> None:
     found = _objective(distortion=0.10, l1=0.01, lambda_k=20.0)  # 0.30
     assert empty_warning(found, _objective(0.30 * EMPTY_TIE * 1.01, 0.0, 20.0), lambda_k=20.0,

@@ -133,10 +133,14 @@ def mask_objective(
         seed: Seed of every input's generator.
         batch_size: Obfuscations sent through the model at once.
     """
+    from rdex.checks import integer
     from rdex.distortions import get_distortion
     from rdex.metrics.rate_distortion import obfuscated_outputs
     from rdex.rde import frozen
 
+    for name, value in (("draws", draws), ("batch_size", batch_size)):
+        if integer(name, value) < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     cfg = explainer.config
     reference = probs if reference_output is None else reference_output.expand_as(probs)
     distortion = []
