@@ -1,8 +1,9 @@
 """Checks of what goes into and comes out of an explanation: clear errors, honest warnings.
 
 Inputs, options and target labels are checked once, here, with messages a user can act on (a
-raw torch error names no cause); an explanation that is empty, or of a label the model does not see, carries a
-warning with its likely cause and what to try.
+raw torch error names no cause); an explanation that is empty, of a label the model does not see,
+or no better by the objective than deleting everything carries a warning with its likely cause
+and what to try.
 
 References:
     Kolek et al., "Cartoon Explanations of Image Classifiers", ECCV 2022, appendix A.8 (a too
@@ -15,10 +16,14 @@ import math
 import numbers
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from rdex.config import RDEConfig
+    from rdex.objective import Objective
 
 __all__ = [
     "ModelError",
@@ -29,6 +34,7 @@ __all__ = [
     "check_inputs",
     "check_images",
     "explanation_warnings",
+    "mask_warnings",
     "resolve_target",
     "finite_number",
     "integer",
@@ -166,6 +172,53 @@ def explanation_warnings(
             f"maximum {picture_max:.2g}); likely cause: {cause}"
         )
     return notes
+
+
+def mask_warnings(
+    mask: Sequence[Tensor],
+    explanation: Tensor,
+    *,
+    probs: Tensor,
+    target: Tensor,
+    config: RDEConfig,
+    labels: Sequence[str] | None = None,
+    objective: Objective | None = None,
+    empty: Objective | None = None,
+) -> list[list[str]]:
+    """Per input, what makes its explanation doubtful: :func:`explanation_warnings`, and when
+    none of those applies, :func:`rdex.objective.empty_warning` (deleting everything scores as
+    well) if both objectives are given.
+
+    Args:
+        mask: Mask per band, ``(B, ...)``.
+        explanation: Its pictures, ``(B, 1, H, W)``.
+        probs: The model's output for the inputs, ``(B, m)``.
+        target: The explained label per input, ``(B,)``.
+        config: The settings (``lambda_k``, ``model_output``).
+        labels: Class names.
+        objective, empty: The mask's and the empty mask's objective on the same draws.
+    """
+    from rdex.objective import empty_warning
+
+    softmax = config.model_output == "softmax"
+    warnings = []
+    for i, j in enumerate(target.tolist()):
+        label = repr(labels[j]) if labels and j < len(labels) else f"label {j}"
+        # Raw outputs ("identity") are no probabilities: only the mask is judged.
+        prob = float(probs[i, j]) if softmax else 1.0
+        notes = explanation_warnings(
+            mask_max=max(float(m[i].max()) for m in mask),
+            picture_max=float(explanation[i].max()),
+            target_prob=prob,
+            label=label,
+            lambda_k=config.lambda_k,
+        )
+        if objective is not None and empty is not None and not notes:
+            note = empty_warning(objective, empty, i, lambda_k=config.lambda_k, label=label,
+                                 prob=prob if softmax else None)  # fmt: skip
+            notes += [note] if note else []
+        warnings.append(notes)
+    return warnings
 
 
 def resolve_target(

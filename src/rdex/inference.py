@@ -12,14 +12,16 @@ does for an arbitrary ``nn.Module`` is *finding* the pairs: torch.fx's fusion ne
 model and matches exact types only, so timm's ``Conv2dSame``/``BatchNormAct2d`` and torchvision's
 blocks would be missed. Here the pairs are found by running the model once with hooks (a BatchNorm
 whose input is the very tensor a convolution returned), and the folded copy is checked against the
-original on the example input; if they disagree the original is used.
+original on the example input; if they disagree the original is used. :func:`frozen` is how
+every part of rdex runs a caller's model: eval mode, no parameter gradients, flags restored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,28 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["FoldReport", "fold_batchnorm", "freed_memory_kept", "keep_freed_memory"]
+__all__ = ["FoldReport", "fold_batchnorm", "freed_memory_kept", "frozen", "keep_freed_memory"]
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` in eval mode with no parameter gradients; the caller's flags come back after.
+
+    The one place rdex touches a caller's module: every explainer, baseline and benchmark enters
+    it around its work, so a user's model leaves exactly as it came in.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,8 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,13 +54,14 @@ from rdex.checks import (
     check_model_output,
     check_reference_output,
     explanation_warnings,
+    mask_warnings,
     resolve_target,
 )
 from rdex.config import PRESETS, RDEConfig, preset
 from rdex.distortions import get_distortion
-from rdex.inference import FoldReport, fold_batchnorm
+from rdex.inference import FoldReport, fold_batchnorm, frozen
 from rdex.obfuscations import Obfuscation, ObfuscationState, make_obfuscation, obfuscate
-from rdex.objective import Objective, empty_warning, mask_objective, penalty
+from rdex.objective import Objective, mask_objective, penalty
 from rdex.representations import Representation, mask_shape
 from rdex.results import RDEResult, environment, pictures
 from rdex.types import Distortion, ExplanationKind
@@ -94,27 +94,6 @@ def _model_dtype(model: nn.Module) -> torch.dtype | None:
         if t.is_floating_point():
             return t.dtype
     return None
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode with no parameter gradients; the caller's flags come back after.
-
-    The one place rdex touches a caller's module: every explainer, baseline and benchmark enters
-    it around its work, so a user's model leaves exactly as it came in.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _warm_start(masks: list[list[Tensor]], init_mask: Sequence[Tensor]) -> None:
@@ -599,26 +578,10 @@ class RDE:
                 x, coefficients, mask, self.representation, kind=self.explanation_kind,
                 clip=cfg.clip,
             )  # fmt: skip
-        labels = getattr(self.model, "labels", None)
-        warnings = []
-        for i, j in enumerate(target.tolist()):
-            label = repr(labels[j]) if labels and j < len(labels) else f"label {j}"
-            # Raw outputs ("identity") are no probabilities: only the mask is judged.
-            prob = float(probs[i, j]) if cfg.model_output == "softmax" else 1.0
-            notes = explanation_warnings(
-                mask_max=max(float(m[i].max()) for m in mask),
-                picture_max=float(explanation[i].max()),
-                target_prob=prob,
-                label=label,
-                lambda_k=cfg.lambda_k,
-            )
-            if objective is not None and empty is not None and not notes:
-                note = empty_warning(
-                    objective, empty, i, lambda_k=cfg.lambda_k, label=label,
-                    prob=prob if cfg.model_output == "softmax" else None,
-                )  # fmt: skip
-                notes += [note] if note else []
-            warnings.append(notes)
+        warnings = mask_warnings(
+            mask, explanation, probs=probs, target=target, config=cfg,
+            labels=getattr(self.model, "labels", None), objective=objective, empty=empty,
+        )  # fmt: skip
         return explanation, explanation_rgb, warnings
 
     def _result(
