@@ -71,6 +71,16 @@ def test_same_seed_same_draws_and_a_batch_is_its_single_inputs() -> None:
         cx, x[1:2], [m[1:2] for m in r.mask], probs=r.probs[1:2], target=r.target[1:2], seed=3
     )
     assert float(one.value[0]) == pytest.approx(float(both.value[1]), rel=1e-6)
+    # Drawn in pieces (as at 256 px, 8 per pass): the same rules, 64 draws in all.
+    kw = {"probs": r.probs, "target": r.target, "seed": 3, "batch_size": 8}
+    pieces = mask_objective(cx, x, r.mask, **kw)
+    assert pieces.draws == 64 and torch.equal(
+        pieces.value, mask_objective(cx, x, r.mask, **kw).value
+    )
+    one = mask_objective(cx, x[2:], [m[2:] for m in r.mask], **kw | {"probs": r.probs[2:],
+                         "target": r.target[2:]})  # fmt: skip
+    assert float(one.value[0]) == pytest.approx(float(pieces.value[2]), rel=1e-6)
+    assert torch.allclose(pieces.value, both.value, rtol=0.5)  # other draws, the same quantity
 
 
 @pytest.mark.parametrize("bad", [{"draws": 0}, {"draws": 2.5}, {"batch_size": 0}, {"draws": True}])

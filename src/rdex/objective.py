@@ -119,8 +119,9 @@ def mask_objective(
     """The RDE objective of ``mask`` for ``explainer``'s settings, estimated on ``draws`` noise
     draws of its own obfuscation.
 
-    Every input's generator is seeded with ``seed``, so two masks evaluated with the same seed
-    are compared on the same noise (their difference is not blurred by the draws).
+    Every input's draws are seeded with ``seed`` (in pieces of ``batch_size``, each from a seed
+    derived from it), so two masks evaluated with the same seed are compared on the same noise
+    (their difference is not blurred by the draws).
 
     Args:
         explainer: The RDE method (representation, obfuscation, distortion and settings).
@@ -143,26 +144,35 @@ def mask_objective(
             raise ValueError(f"{name} must be at least 1, got {value}")
     cfg = explainer.config
     reference = probs if reference_output is None else reference_output.expand_as(probs)
+    draws = 1 if explainer.obfuscation.deterministic else draws
+    # The draws come in pieces of batch_size, each from its own seed derived from ``seed``: the
+    # noise of one piece is in memory at a time, as in an optimisation step.
+    pieces = [min(batch_size, draws - lo) for lo in range(0, draws, batch_size)]
+    gen = torch.Generator().manual_seed(seed)
+    seeds = [seed] if len(pieces) == 1 else torch.randint(2**62, (len(pieces),), generator=gen)
     distortion = []
     with frozen(explainer.model), torch.no_grad():
         # One input at a time, as the optimiser goes: the memory does not grow with the batch.
         for i in range(x.shape[0]):
-            out = obfuscated_outputs(
-                explainer.model, x[i : i + 1], [m[i : i + 1] for m in mask],
-                representation=explainer.representation, obfuscation=explainer.obfuscation,
-                samples=draws, seed=seed, clip=cfg.clip, model_output=cfg.model_output,
-                batch_size=batch_size,
-            )  # fmt: skip
-            d = get_distortion(cfg.distortion)(
-                reference[i : i + 1].to(out), out, target[i : i + 1].to(out.device)
-            )
-            distortion.append(cfg.distortion_scale * d.mean(dim=1))
+            total = torch.zeros((), dtype=torch.float64)
+            for n, piece_seed in zip(pieces, seeds, strict=True):
+                out = obfuscated_outputs(
+                    explainer.model, x[i : i + 1], [m[i : i + 1] for m in mask],
+                    representation=explainer.representation, obfuscation=explainer.obfuscation,
+                    samples=n, seed=int(piece_seed), clip=cfg.clip, model_output=cfg.model_output,
+                    batch_size=batch_size,
+                )  # fmt: skip
+                d = get_distortion(cfg.distortion)(
+                    reference[i : i + 1].to(out), out, target[i : i + 1].to(out.device)
+                )
+                total += d.sum().double().cpu()
+            distortion.append(cfg.distortion_scale * total / draws)
         l1, pen = penalty(cfg, mask, x, explainer.representation)
     return Objective(
-        distortion=torch.cat(distortion).float().cpu(),
+        distortion=torch.stack(distortion).float(),
         penalty=pen.detach().float().cpu(),
         l1=l1.detach().float().cpu(),
-        draws=int(out.shape[1]),
+        draws=draws,
     )
 
 
