@@ -114,7 +114,7 @@ def mask_objective(
     reference_output: Tensor | None = None,
     draws: int = OBJECTIVE_DRAWS,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> Objective:
     """The RDE objective of ``mask`` for ``explainer``'s settings, estimated on ``draws`` noise
     draws of its own obfuscation.
@@ -132,16 +132,21 @@ def mask_objective(
         reference_output: The output the distortion compares with instead of ``probs``.
         draws: Noise draws per input.
         seed: Seed of every input's generator.
-        batch_size: Obfuscations sent through the model at once.
+        batch_size: Obfuscations sent through the model at once, and the draws of one piece
+            (default: what the optimiser would send for this input size, e.g. 8 at 256x256 on
+            CPU, all 64 at 32x32 or on GPU).
     """
     from rdex.checks import integer
     from rdex.distortions import get_distortion
     from rdex.metrics.rate_distortion import obfuscated_outputs
     from rdex.rde import frozen
 
-    for name, value in (("draws", draws), ("batch_size", batch_size)):
-        if integer(name, value) < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+    if integer("draws", draws) < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    if batch_size is None:
+        batch_size = explainer._chunk_size(x, draws)
+    elif integer("batch_size", batch_size) < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     cfg = explainer.config
     reference = probs if reference_output is None else reference_output.expand_as(probs)
     draws = 1 if explainer.obfuscation.deterministic else draws

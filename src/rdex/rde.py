@@ -607,7 +607,6 @@ class RDE:
                 target=problem.target,
                 reference_output=problem.given,
                 seed=0 if cfg.seed is None else cfg.seed,
-                batch_size=problem.chunk,
             )  # fmt: skip
             for m in (final, [torch.zeros_like(b) for b in final])
         )
