@@ -467,7 +467,7 @@ def test_ray_run_matches_local_run_and_resumes_across_modes(
         if a["status"] == "ok":
             assert a["final_distortion"] == pytest.approx(b["final_distortion"], rel=1e-4, abs=1e-9)
         for f in ("final_distortion", "final_l1", "final_loss", "files", "probabilities", "top5",
-                  "target_prob", "prediction_prob"):  # fmt: skip
+                  "target_prob", "prediction_prob", "objective", "empty_objective"):  # fmt: skip
             a.pop(f, None), b.pop(f, None)
         assert a == b, k
     for r in read_manifest(tmp_path / "mixed"):

@@ -141,3 +141,21 @@ def test_cli_record_holds_both_objectives_and_prints_the_warning(
     assert record["empty_objective"] <= EMPTY_TIE * record["objective"]
     assert any("still dense" in w for w in record["warnings"])
     assert "warning:" in capsys.readouterr().err
+
+
+def test_batch_manifest_carries_both_objectives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rdex.batch import read_manifest
+
+    monkeypatch.syspath_prepend(str(REPO))
+    image = make_image(tmp_path / "in" / "red.png", "red")
+    common = ["--model", "tests.tiny_models:colour_net", "--size", "32", "--quiet"]
+    common += ["--steps", "30", "--samples", "2"]
+    assert main(["batch", str(image.parent), *common, "--out", str(tmp_path / "b")]) == 0
+    assert main(["explain", str(image), *common, "--out", str(tmp_path / "e")]) == 0
+    (line,) = [r for r in read_manifest(tmp_path / "b") if r["method"] == "cartoonx"]
+    record = json.loads((tmp_path / "e" / "red-cartoonx.json").read_text())
+    for key in ("objective", "empty_objective"):
+        assert line[key] == pytest.approx(record[key], rel=1e-5, abs=1e-9)
+    assert line["warnings"] == record["warnings"]

@@ -66,6 +66,8 @@ _RECORD_FIELDS = (
     "final_l1",
     "final_loss",
     "retained_fraction",
+    "objective",
+    "empty_objective",
     "warnings",
     "runtime_s",
     "representation",
