@@ -232,3 +232,16 @@ def test_cli_seeds_with_a_batch_gives_each_image_its_own_agreement(
         assert record["seeds"]["per_seed"][2]["retained_fraction"] == pytest.approx(
             float((saved["seed_mask_flat"][2] > 0.5).mean())
         )
+
+
+def test_reachable_after_import_rdex() -> None:
+    # A fresh interpreter: only `import rdex`, then the attribute (loaded on first use).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rdex; assert 'rdex.seeds' not in sys.modules; "
+        "print(rdex.seeds.explain_seeds.__module__, rdex.objective.mask_objective.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["rdex.seeds", "rdex.objective"]

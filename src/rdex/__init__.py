@@ -50,7 +50,19 @@ __all__ = [
 #: Submodules reachable as attributes after ``import rdex`` (``rdex.models.wrap_classifier``),
 #: imported on first use so that ``import rdex`` stays light.
 _SUBMODULES = frozenset(
-    {"models", "images", "io", "viz", "metrics", "baselines", "batch", "figures", "inference"}
+    {
+        "models",
+        "images",
+        "io",
+        "viz",
+        "metrics",
+        "baselines",
+        "batch",
+        "figures",
+        "inference",
+        "seeds",
+        "objective",
+    }
 )
 
 
