@@ -25,7 +25,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from rdex.checks import integer
 from rdex.config import RDEConfig
+from rdex.distortions import get_distortion
+from rdex.inference import frozen
 from rdex.representations import Representation
 from rdex.results import greyscale_picture
 
@@ -38,6 +41,7 @@ __all__ = [
     "EMPTY_TIE",
     "penalty",
     "mask_objective",
+    "against_empty",
     "empty_warning",
 ]
 
@@ -136,10 +140,7 @@ def mask_objective(
             (default: what the optimiser would send for this input size, e.g. 8 at 256x256 on
             CPU, all 64 at 32x32 or on GPU).
     """
-    from rdex.checks import integer
-    from rdex.distortions import get_distortion
     from rdex.metrics.rate_distortion import obfuscated_outputs
-    from rdex.rde import frozen
 
     if integer("draws", draws) < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
@@ -179,6 +180,33 @@ def mask_objective(
         l1=l1.detach().float().cpu(),
         draws=draws,
     )
+
+
+def against_empty(
+    explainer: RDE,
+    x: Tensor,
+    mask: Sequence[Tensor],
+    *,
+    probs: Tensor,
+    target: Tensor,
+    reference_output: Tensor | None = None,
+    seed: int = 0,
+) -> tuple[Objective, Objective]:
+    """The objective of ``mask`` and of the empty mask, on the same draws (:func:`mask_objective`
+    with one ``seed``): what every explanation is checked with (:func:`empty_warning`)."""
+    found, empty = (
+        mask_objective(
+            explainer,
+            x,
+            m,
+            probs=probs,
+            target=target,
+            reference_output=reference_output,
+            seed=seed,
+        )  # fmt: skip
+        for m in (mask, [torch.zeros_like(b) for b in mask])
+    )
+    return found, empty
 
 
 def empty_warning(

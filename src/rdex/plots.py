@@ -34,6 +34,7 @@ from rdex.viz import (
     explanation_cmap,
     heatmap,
     label_color,
+    label_name,
     show_image,
     show_unavailable,
 )
@@ -52,10 +53,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- drawing helpers
-
-
-def _label_name(labels: Sequence[str] | None, i: int) -> str:
-    return labels[i] if labels is not None and 0 <= i < len(labels) else f"class {i}"
 
 
 def grid_axes(
@@ -96,9 +93,9 @@ def _draw_cell(
 
 def _input_title(probs: Tensor, target: int, labels: Sequence[str] | None) -> str:
     pred = int(probs.argmax())
-    title = f"{_label_name(labels, pred)} ({float(probs[pred]):.0%})"
+    title = f"{label_name(labels, pred)} ({float(probs[pred]):.0%})"
     if target != pred:
-        title += f"\nexplaining: {_label_name(labels, target)}"
+        title += f"\nexplaining: {label_name(labels, target)}"
     return title
 
 
@@ -231,7 +228,7 @@ def models_figure(
         show_image(axes[i, 0], x[i].cpu(), title=names[i] if names else None)
         for j, run in enumerate(runs, start=1):
             pred = int(run.probs[i].argmax())
-            label = f"{run.name}\n{_label_name(run.labels, pred)} ({float(run.probs[i, pred]):.0%})"
+            label = f"{run.name}\n{label_name(run.labels, pred)} ({float(run.probs[i, pred]):.0%})"
             cell = run.maps[i]
             ax = axes[i, j]
             _draw_cell(ax, method, cell, shape=(int(x.shape[-2]), int(x.shape[-1])))

@@ -61,7 +61,7 @@ from rdex.config import PRESETS, RDEConfig, preset
 from rdex.distortions import get_distortion
 from rdex.inference import FoldReport, fold_batchnorm, frozen
 from rdex.obfuscations import Obfuscation, ObfuscationState, make_obfuscation, obfuscate
-from rdex.objective import Objective, mask_objective, penalty
+from rdex.objective import Objective, against_empty, penalty
 from rdex.representations import Representation, mask_shape
 from rdex.results import RDEResult, environment, pictures
 from rdex.types import Distortion, ExplanationKind
@@ -598,18 +598,10 @@ class RDE:
         rep = self.representation
         final = [torch.cat(band).detach() for band in zip(*masks, strict=True)]
         # The explanation against deleting everything, on the same seeded draws.
-        found, empty = (
-            mask_objective(
-                self,
-                problem.x,
-                m,
-                probs=probs,
-                target=problem.target,
-                reference_output=problem.given,
-                seed=0 if cfg.seed is None else cfg.seed,
-            )  # fmt: skip
-            for m in (final, [torch.zeros_like(b) for b in final])
-        )
+        found, empty = against_empty(
+            self, problem.x, final, probs=probs, target=problem.target,
+            reference_output=problem.given, seed=0 if cfg.seed is None else cfg.seed,
+        )  # fmt: skip
         explanation, explanation_rgb, warnings = self.render(
             problem.x, final, probs=probs, target=problem.target, bands=problem.bands,
             objective=found, empty=empty,

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from rdex.objective import OBJECTIVE_DRAWS, mask_objective
+from rdex.objective import OBJECTIVE_DRAWS, against_empty
 from rdex.rde import RDE, RDEResult
 
 __all__ = ["Combine", "SeedExplanation", "SeedEnsemble", "explain_seeds", "parse_seeds"]
@@ -137,6 +137,14 @@ class SeedExplanation:
         }
 
 
+def _check(explainer: Any, combine: Any) -> None:
+    """Refuse what is not an RDE explainer and an unknown way of combining the masks."""
+    if not isinstance(explainer, RDE):
+        raise TypeError(f"rdex.seeds runs an RDE explainer, got {type(explainer).__name__}")
+    if combine not in ("mean", "median"):
+        raise ValueError(f"combine must be 'mean' or 'median', got {combine!r}")
+
+
 def _ssim_pairs(pictures: Tensor) -> Tensor:
     """SSIM of every pair of ``(K, B, 1, H, W)`` pictures, ``(B, P)``."""
     from rdex.metrics.similarity import ssim
@@ -188,10 +196,7 @@ def explain_seeds(
         >>> runs.pair_ssim.shape, runs.result.explanation.shape
         (torch.Size([1, 3]), torch.Size([1, 1, 16, 16]))
     """
-    if not isinstance(explainer, RDE):
-        raise TypeError(f"explain_seeds runs an RDE explainer, got {type(explainer).__name__}")
-    if combine not in ("mean", "median"):
-        raise ValueError(f"combine must be 'mean' or 'median', got {combine!r}")
+    _check(explainer, combine)
     chosen = parse_seeds(seeds)
     runs: list[RDEResult] = []
     for seed in chosen:
@@ -207,9 +212,8 @@ def explain_seeds(
     xs = x.to(first.explanation.device, first.explanation.dtype)
     # The combination was not optimised: its own objective, on the first seed's draws, against
     # the empty mask on the same draws (as RDE checks each run).
-    found, empty = (
-        mask_objective(explainer, xs, m, probs=first.probs, target=first.target, seed=chosen[0])
-        for m in (mask, [torch.zeros_like(b) for b in mask])
+    found, empty = against_empty(
+        explainer, xs, mask, probs=first.probs, target=first.target, seed=chosen[0]
     )
     explanation, explanation_rgb, warnings = explainer.render(
         xs, mask, probs=first.probs, target=first.target, objective=found, empty=empty
@@ -266,10 +270,7 @@ class SeedEnsemble:
         seeds: Sequence[int] | str = (0, 1, 2),
         combine: Combine = "median",
     ) -> None:
-        if not isinstance(explainer, RDE):
-            raise TypeError(f"SeedEnsemble runs an RDE explainer, got {type(explainer).__name__}")
-        if combine not in ("mean", "median"):
-            raise ValueError(f"combine must be 'mean' or 'median', got {combine!r}")
+        _check(explainer, combine)
         self.explainer = explainer
         self.seeds = parse_seeds(seeds)
         self.combine: Combine = combine

@@ -19,6 +19,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
     from rdex.rde import RDEResult
     from rdex.seeds import SeedExplanation
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "to_numpy",
     "show_image",
+    "label_name",
     "explanation_figure",
     "seed_figure",
     "save_figure",
@@ -73,18 +75,29 @@ def label_color(predicted: int, true_label: int | None) -> str:
 
 
 def show_image(
-    ax: Axes, image: Tensor, *, cmap: str = "gray", title: str | None = None, color: str = "black"
-) -> None:
-    """Draw one picture without axes; single-channel pictures use ``cmap`` on ``[0, 1]``."""
+    ax: Axes,
+    image: Tensor,
+    *,
+    cmap: str = "gray",
+    title: str | None = None,
+    color: str = "black",
+    vmax: float = 1.0,
+) -> AxesImage:
+    """Draw one picture without axes; single-channel pictures use ``cmap`` on ``[0, vmax]``.
+
+    Returns the drawn image (for a colour bar)."""
     arr = to_numpy(image)
-    if arr.ndim == 2:
-        ax.imshow(arr, cmap=cmap, vmin=0.0, vmax=1.0)
-    else:
-        ax.imshow(arr)
+    drawn = ax.imshow(arr, cmap=cmap, vmin=0.0, vmax=vmax) if arr.ndim == 2 else ax.imshow(arr)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=9, color=color)
+    return drawn
+
+
+def label_name(labels: Sequence[str] | None, i: int) -> str:
+    """Class ``i``'s name, or ``"class i"`` without (or beyond) the names."""
+    return labels[i] if labels is not None and 0 <= i < len(labels) else f"class {i}"
 
 
 #: Colour map of baseline heatmaps (attribution magnitude, dark = none, bright = most).
@@ -198,14 +211,11 @@ def explanation_figure(
     pred = int(probs.argmax())
     target = int(r.target[0])
 
-    def name(i: int) -> str:
-        return labels[i] if labels is not None and i < len(labels) else f"class {i}"
-
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.2]})
     show_image(
         axes[0],
         x[index],
-        title=f"{name(pred)} ({probs[pred]:.1%})",
+        title=f"{label_name(labels, pred)} ({probs[pred]:.1%})",
         color=label_color(pred, true_label),
     )
     from rdex.methods.registry import method_title
@@ -215,7 +225,7 @@ def explanation_figure(
         axes[1],
         r.explanation[0],
         cmap=explanation_cmap(r.method),
-        title=f"{what}: {name(target)}" + ("" if target == pred else " (target)"),
+        title=f"{what}: {label_name(labels, target)}" + ("" if target == pred else " (target)"),
     )
     show_image(axes[2], r.explanation_rgb[0], title="mask on colour image")
     hist = r.history
@@ -281,22 +291,22 @@ def seed_figure(
     r = runs.result[index]
     summary = runs.summary(index)
     target = int(r.target[0])
-    name = labels[target] if labels is not None and target < len(labels) else f"class {target}"
     shown = list(zip(runs.seeds, runs.runs, strict=True))[:SEED_PANELS]
     fig, axes = plt.subplots(1, 3 + len(shown), figsize=(2.7 * (3 + len(shown)), 3.3))
     cmap = explanation_cmap(r.method)
-    show_image(axes[0], x[index], title=f"input: {name} ({float(r.probs[0, target]):.1%})")
+    show_image(
+        axes[0],
+        x[index],
+        title=f"input: {label_name(labels, target)} ({float(r.probs[0, target]):.1%})",
+    )
     show_image(
         axes[1], r.explanation[0], cmap=cmap,
         title=f"{method_title(r.method)}, {runs.combine} of {len(runs.seeds)} seeds",
     )  # fmt: skip
-    spread = runs.spread[index, 0].numpy()
     # Fixed scale: the standard deviation of pictures in [0, 1] is at most 0.5; 0.25 is already
     # a detail that half the seeds show at full strength and half not at all.
-    im = axes[2].imshow(spread, cmap=HEATMAP_CMAP, vmin=0.0, vmax=0.25)
-    axes[2].set_xticks([])
-    axes[2].set_yticks([])
-    axes[2].set_title("spread across seeds (std)", fontsize=9)
+    im = show_image(axes[2], runs.spread[index, 0], cmap=HEATMAP_CMAP, vmax=0.25,
+                    title="spread across seeds (std)")  # fmt: skip
     fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02)
     for ax, (seed, run) in zip(axes[3:], shown, strict=True):
         show_image(ax, run.explanation[index], cmap=cmap, title=f"seed {seed}")
