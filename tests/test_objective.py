@@ -101,6 +101,8 @@ def test_the_warning_fires_exactly_when_the_empty_mask_scores_as_well() -> None:
     # 0.10 + lambda_k * 0.01 < 0.25 for lambda_k below 15: the bound the note gives.
     assert "with lambda_k below 15," in note and "'cat' probability 0.5" in note
     assert "A.8" in note and "--lambda-k" in note and "0.25" in note and "0.3" in note
+    # Both causes, with what deleting costs: a sure model (p 0.97) can be here after a short run.
+    assert "costs 0.25 in distortion" in note and "weakly supported" in note and "--steps" in note
     # A spatial penalty counts against the explanation: the bound moves down by its share.
     spatial = _objective(distortion=0.10, l1=0.01, lambda_k=20.0, spatial=0.05)
     note = empty_warning(spatial, _objective(0.25, 0.0, 20.0), lambda_k=20.0, label="x", prob=0.5)

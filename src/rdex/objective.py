@@ -244,10 +244,14 @@ def empty_warning(
             "became sparse; try more --steps"
         )
     else:
-        weak = f"the model gives {label} probability {prob:.2g}, so " if prob is not None else ""
+        # Not "little distortion" as such (p = 0.97 costs 0.94), only no more than what the
+        # explanation pays in all: a weak label for this lambda_k, or a run not yet converged.
+        given = f"the model gives {label} probability {prob:.2g}; " if prob is not None else ""
         why = (
-            f"{weak}removing the whole image costs little distortion, and a run can as well end "
-            "empty (the paper's appendix A.8)"
+            f"{given}removing the whole image costs {float(empty.distortion[index]):.3g} in "
+            "distortion, no more than this explanation costs in all: either the label is weakly "
+            "supported at this lambda_k (a run can as well end empty, the paper's appendix A.8) "
+            "or the run stopped before it converged (try more --steps)"
         )
     hint = (
         f"this mask would beat it with lambda_k below {saved / l1:.3g}, and a rerun at a lower "
