@@ -542,3 +542,41 @@ def test_metrics_in_the_manifest_when_asked(tmp_path: Path) -> None:
     assert set(record["metrics"]) == set(expected)
     for name, value in expected.items():
         assert record["metrics"][name] == pytest.approx(value, rel=1e-3, abs=1e-6), name
+
+
+def test_seeds_in_a_batch_give_each_image_its_own_combination(tmp_path: Path) -> None:
+    # --seeds in a batch: every image of a group of two gets the median and the agreement of
+    # explain_seeds on that image alone (the second image of a group reads its own entries of
+    # the batch's per-input extras, not the first's), and a seeds run is a unit of its own.
+    from rdex.images import load_image
+    from rdex.methods import CartoonX
+    from rdex.seeds import explain_seeds
+
+    make_tree(tmp_path / "tree")
+    model = colour_classifier()
+    kwargs = dict(model=model, methods=["cartoonx"], configs=CONFIG, size=SIZE, progress=False)
+    summary = run_batch(
+        tmp_path / "tree", tmp_path / "out", seeds="0,1,2", batch_size=2, metrics=True, **kwargs
+    )
+    assert summary.ok and summary.explained == 5
+    units = by_unit(read_manifest(tmp_path / "out"))
+    for name in ("blue/e.png", "red/b.png"):  # the second of its group of two, and one alone
+        r = units[(name, "cartoonx")]
+        x = load_image(tmp_path / "tree" / name, size=SIZE)[None]
+        direct = explain_seeds(CartoonX(model, config=CONFIG), x, seeds=[0, 1, 2])
+        saved = np.load(tmp_path / "out" / r["files"]["npz"]["path"])
+        np.testing.assert_allclose(saved["mask_flat"], direct.result.mask_flat[0], atol=1e-6)
+        np.testing.assert_allclose(
+            saved["seed_mask_flat"], direct.result.extra["seed_mask_flat"][0], atol=1e-6
+        )
+        assert saved["seeds"].tolist() == [0, 1, 2] == r["seeds"]["seeds"]
+        assert r["settings"]["seeds"] == [0, 1, 2] and r["settings"]["config"]["seed"] == 0
+        assert r["seeds"]["ssim_min"] == pytest.approx(float(direct.pair_ssim[0].min()), abs=1e-6)
+        assert r["objective"] == pytest.approx(direct.result.extra["objective"][0], rel=1e-5)
+        assert r["final_loss"] == r["objective"]
+        assert r["metrics"] and all(np.isfinite(v) for v in r["metrics"].values())
+    # Without --seeds the same folder is other work: nothing is skipped.
+    again = run_batch(tmp_path / "tree", tmp_path / "out", **kwargs)
+    assert again.explained == 5 and again.skipped == 0
+    with pytest.raises(ValueError, match="at least two seeds"):
+        run_batch(tmp_path / "tree", tmp_path / "bad", seeds="3", **kwargs)

@@ -161,6 +161,7 @@ BATCH_CASES = [
     pytest.param(["--target", "1"], id="target"),
     pytest.param(["--method", "pixel-rde"], id="method"),
     pytest.param(["--distortion", "kl"], id="distortion"),
+    pytest.param(["--seeds", "0,1,2"], id="seeds"),
 ]
 
 
@@ -186,6 +187,12 @@ def _recreate_batch(image: Path, record: dict) -> np.ndarray:
     explainer = METHODS[record["method"]](
         model, config=RDEConfig(**config), obfuscation=s["obfuscation"]
     )
+    if "seeds" in s:  # --seeds: the median of those seeds' runs (rdex.seeds)
+        from rdex.seeds import explain_seeds
+
+        runs = explain_seeds(explainer, x, seeds=s["seeds"], target=record["target"])
+        assert record["seeds"]["ssim_min"] == pytest.approx(float(runs.pair_ssim.min()))
+        return runs.result.mask_flat[0].numpy()
     return explainer.explain(x, target=record["target"]).mask_flat[0].numpy()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import statistics
 from pathlib import Path
 
 import markupsafe
@@ -50,6 +51,26 @@ def batch_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert (summary.explained, summary.failed) == (12, 2)
     write_report(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def seeded_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A batch run with ``seeds=[0, 1]`` over three images, and one image without seeds."""
+    root = tmp_path_factory.mktemp("seeded")
+    for i, colour in enumerate(("red", "green", "blue")):
+        make_image(root / "in" / f"{'abc'[i]}-{colour}.png", colour, size=SIZE, seed=i)
+    kwargs = dict(
+        model=colour_classifier(),
+        methods=["cartoonx"],
+        configs=preset("preview", steps=6, samples=2),
+        size=SIZE,
+        progress=False,
+    )
+    assert run_batch(root / "in", root / "out", seeds=[0, 1], **kwargs).ok
+    make_image(root / "more" / "plain.png", "red", size=SIZE, seed=9)
+    assert run_batch(root / "more", root / "out", **kwargs).ok
+    write_report(root / "out")
+    return root / "out"
 
 
 def test_cards_follow_the_manifest(batch_out: Path) -> None:
@@ -104,6 +125,61 @@ def test_report_cli(batch_out: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert main(["report", str(batch_out / "nope")]) == 2
     finally:
         write_report(batch_out)
+
+
+def test_seed_agreement_on_the_cards(seeded_out: Path, batch_out: Path) -> None:
+    records = read_manifest(seeded_out)
+    lows = {r["name"]: r["seeds"]["ssim_min"] for r in records if r.get("seeds")}
+    assert sorted(lows) == ["a-red.png", "b-green.png", "c-blue.png"]
+    page = (seeded_out / "index.html").read_text()
+    for low in lows.values():  # two seeds: one pair, one value
+        assert f"seeds 0,1: SSIM {low:.2f}<" in page
+        assert f'data-seed-ssim="{low:.4f}"' in page
+    assert page.count('data-seed-ssim=""') == 1  # the image explained with one seed
+    assert f"min {min(lows.values()):.2f}, median {statistics.median(lows.values()):.2f}" in page
+    assert 'id="order"' in page
+    assert 'id="order"' not in (batch_out / "index.html").read_text()  # no seeds, no ordering
+
+    # A tampered summary of seeds is skipped, never shown.
+    bad = dict(records[0], seeds={"seeds": [0, 1], "ssim_min": "<b>0.1</b>", "ssim_mean": 1})
+    with open(seeded_out / "manifest.jsonl", "a") as fh:
+        fh.write(json.dumps(bad) + "\n")
+    logged: list[str] = []
+    try:
+        tampered = render_report(seeded_out, log=logged.append)
+    finally:
+        lines = (seeded_out / "manifest.jsonl").read_text().splitlines()
+        (seeded_out / "manifest.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    assert logged == [f"skipped a manifest record ({records[0]['name']!r}): seeds is not a "
+                      "summary of seeds"]  # fmt: skip
+    assert "<b>0.1</b>" not in tampered and "&lt;b&gt;" not in tampered
+
+
+@pytest.mark.browser
+def test_seed_ordering_in_headless_chromium(seeded_out: Path) -> None:
+    records = [r for r in read_manifest(seeded_out) if r.get("seeds")]
+    lowest_first = [r["name"] for r in sorted(records, key=lambda r: r["seeds"]["ssim_min"])]
+    manifest_order = [r["name"] for r in read_manifest(seeded_out)]
+    assert lowest_first != manifest_order[:3]  # else the ordering would not show
+    with headless_chromium() as browser:
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto((seeded_out / "index.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+
+        def order() -> list[str]:
+            return page.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.name)")
+
+        assert order() == manifest_order
+        page.select_option("#order", "seeds")
+        assert order() == [*lowest_first, "plain.png"]  # without seeds: last
+        page.check("#only-misclassified")  # filters still apply to the reordered cards
+        assert page.text_content("#count") == "0 of 4 images shown"
+        page.uncheck("#only-misclassified")
+        page.select_option("#order", "")
+        assert order() == manifest_order
+        assert problems == []
 
 
 @pytest.mark.browser

@@ -193,8 +193,8 @@ def save_npz(result: RDEResult, path: str | os.PathLike[str], index: int = 0) ->
     for i, m in enumerate(r.mask):
         arrays[f"mask_{i}"] = m[0].cpu().numpy()
     if "seed_mask_flat" in r.extra:  # rdex.seeds: every seed's own mask, (K, k)
-        arrays["seed_mask_flat"] = r.extra["seed_mask_flat"][index].numpy()
-        arrays["seeds"] = np.array(r.extra["seeds"][index]["seeds"])
+        arrays["seed_mask_flat"] = r.extra["seed_mask_flat"][0].numpy()
+        arrays["seeds"] = np.array(r.extra["seeds"][0]["seeds"])
     for key, values in r.history.items():
         arrays[f"history_{key}"] = (values if values.dim() == 1 else values[:, 0]).cpu().numpy()
     return atomic_write_with(path, lambda buf: np.savez_compressed(buf, **arrays))
@@ -237,17 +237,14 @@ def result_record(
         "warnings": list(r.warnings[0]) if r.warnings else [],
         # rdex.objective: the final mask's objective and the empty mask's, on the same 64
         # seeded draws (a warning says when the empty one scores as well).
-        "objective": r.extra["objective"][index] if "objective" in r.extra else None,
-        "empty_objective": (
-            r.extra["empty_objective"][index] if "empty_objective" in r.extra else None
-        ),
+        "objective": r.extra["objective"][0] if "objective" in r.extra else None,
+        "empty_objective": r.extra["empty_objective"][0] if "empty_objective" in r.extra else None,
         "environment": r.extra.get("environment"),
     } | ({"calibration": r.extra["calibration"]} if "calibration" in r.extra else {})
     if "seeds" in r.extra:
-        # rdex.seeds: one summary per input (result[index] keeps the batch's extra). The history
-        # is the seeds' mean; the combined mask was not optimised, so its own distortion, mean
-        # and objective (64 draws) stand here.
-        seeds = r.extra["seeds"][index]
+        # rdex.seeds: the input's summary. The history is the seeds' mean; the combined mask was
+        # not optimised, so its own distortion, mean and objective (64 draws) stand here.
+        seeds = r.extra["seeds"][0]
         record |= {
             "final_distortion": seeds["distortion"],
             "final_l1": float(r.mask_flat[0].mean()),

@@ -4,7 +4,8 @@ One card per image, built from the latest manifest record of every (image, metho
 the model saw it, the explanations of all methods side by side, the predicted label (red when it
 differs from the true label, green when it matches), the true label, the top-5 probabilities, the
 final distortion and the runtime; failed inputs show their error, and a record's ``warnings`` are
-shown on its card. The page is rendered with Jinja2 with autoescaping, so names, labels and titles
+shown on its card. Runs with ``--seeds`` show how far the seeds' pictures agree (SSIM) under
+each explanation, and the cards can be ordered by it, lowest first. The page is rendered with Jinja2 with autoescaping, so names, labels and titles
 are always text, never markup or template code. Plain JavaScript filters show
 only misclassified images, only errors, or one class (true or predicted). The page references the
 pictures by relative paths and needs no server: open it from disk.
@@ -16,6 +17,7 @@ import functools
 import json
 import math
 import os
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,7 +31,14 @@ from rdex.batch import latest_records, read_manifest
 from rdex.io import atomic_write_text, display_name
 from rdex.methods.registry import RegistryView
 
-__all__ = ["METHOD_TITLES", "ImageCard", "collect_cards", "render_report", "write_report"]
+__all__ = [
+    "METHOD_TITLES",
+    "ImageCard",
+    "collect_cards",
+    "render_report",
+    "seed_agreement",
+    "write_report",
+]
 
 #: Display names of the methods (a live view of :mod:`rdex.methods.registry`).
 METHOD_TITLES: RegistryView[str] = RegistryView(lambda info: info.title)
@@ -132,7 +141,25 @@ def _record_problem(r: Any) -> str | None:
     warnings = r.get("warnings")
     if warnings is not None and not isinstance(warnings, list):
         return "warnings is not a list"
+    seeds = r.get("seeds")
+    if seeds is not None and not (
+        isinstance(seeds, dict)
+        and isinstance(seeds.get("seeds"), list)
+        and all(_number(seeds.get(k)) and seeds.get(k) is not None for k in _SEED_NUMBERS)
+    ):
+        return "seeds is not a summary of seeds"
     return None
+
+
+#: Numbers of a record's ``seeds`` summary (:mod:`rdex.seeds`) that the report shows.
+_SEED_NUMBERS = ("ssim_min", "ssim_mean")
+
+
+def seed_agreement(record: dict[str, Any]) -> float | None:
+    """The lowest SSIM between two seeds' pictures of a record made with ``--seeds`` (``None``
+    for a record of one seed)."""
+    seeds = record.get("seeds")
+    return float(seeds["ssim_min"]) if isinstance(seeds, dict) else None
 
 
 def _clean(value: Any) -> Any:
@@ -202,6 +229,7 @@ def _card_view(out: Path, card: ImageCard) -> dict[str, Any]:
                 "target": str(_label(r.get("target_label"), r.get("target"))),
                 "distortion": f"{float(r.get('final_distortion') or 0):.3g}",
                 "runtime": f"{float(r.get('runtime_s') or 0):.1f}",
+                "seeds": _seeds_caption(r),
             }
         )
     prediction = None
@@ -223,6 +251,7 @@ def _card_view(out: Path, card: ImageCard) -> dict[str, Any]:
                 }
             )
     path = next((str(r.get("path")) for r in card.records if r.get("path")), card.name)
+    agreement = [a for a in map(seed_agreement, card.ok_records) if a is not None]
     return {
         "name": card.name,
         "path": path,
@@ -235,7 +264,24 @@ def _card_view(out: Path, card: ImageCard) -> dict[str, Any]:
         "probs": probs,
         "errors": errors,
         "warnings": warnings,
+        # The card's lowest seed agreement, for sorting ("" without seeds: sorted last).
+        "seed_ssim": f"{min(agreement):.4f}" if agreement else "",
     }
+
+
+def _seeds_caption(record: dict[str, Any]) -> str | None:
+    """``seeds 0,1,2: SSIM 0.82–0.91`` (the lowest and highest SSIM between two seeds' pictures)
+    for a record made with ``--seeds``, else ``None``."""
+    seeds = record.get("seeds")
+    if not isinstance(seeds, dict):
+        return None
+    low = float(seeds["ssim_min"])
+    pairs = [p.get("ssim") for p in seeds.get("ssim_pairs") or [] if isinstance(p, dict)]
+    high = max([float(v) for v in pairs if v is not None and _number(v)] + [low])
+    span = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}"
+    names = seeds["seeds"]
+    which = "seeds " + ",".join(map(str, names)) if len(names) <= 4 else f"{len(names)} seeds"
+    return f"{which}: SSIM {span}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -301,11 +347,19 @@ def render_report(
         summary += f" · {skipped} unreadable manifest records skipped"
     classes = sorted({c for card in cards for c in card.classes}, key=str.lower)
     page_title = display_name(title or f"rdex report: {out.resolve().name}")
+    views = [_card_view(out, c) for c in cards]
+    agreement = [a for c in cards for r in c.ok_records if (a := seed_agreement(r)) is not None]
+    if agreement:
+        summary += (
+            f" · seed agreement (lowest SSIM between two seeds): min {min(agreement):.2f}, "
+            f"median {statistics.median(agreement):.2f}"
+        )
     return _template().render(
         title=page_title,
         summary=summary,
         classes=classes,
-        cards=[_card_view(out, c) for c in cards],
+        cards=views,
+        seeded=bool(agreement),
     )
 
 

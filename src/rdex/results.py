@@ -25,7 +25,11 @@ from rdex.obfuscations import obfuscate
 from rdex.representations import Representation
 from rdex.types import ExplanationKind
 
-__all__ = ["RDEResult", "environment", "greyscale_picture", "pictures"]
+__all__ = ["PER_INPUT_EXTRA", "RDEResult", "environment", "greyscale_picture", "pictures"]
+
+#: Entries of :attr:`RDEResult.extra` that hold one item per input, in batch order: indexing a
+#: result (``result[i]``) keeps input ``i``'s item of each; every other entry is the batch's.
+PER_INPUT_EXTRA = ("objective", "empty_objective", "seeds", "seed_mask_flat")
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -71,7 +75,8 @@ class RDEResult:
         runtime_s: Wall-clock time of the optimisation in seconds.
         method: Name of the method that produced the result.
         extra: Free-form metadata: ``representation``, ``obfuscation``, and ``environment``
-            (:func:`environment`: what besides settings and seed decides the rounding).
+            (:func:`environment`: what besides settings and seed decides the rounding); the
+            entries named in :data:`PER_INPUT_EXTRA` hold one item per input.
         warnings: Per input, what makes its explanation doubtful (an empty list when nothing
             does): a (nearly) empty mask (largest entry below
             :data:`~rdex.checks.EMPTY_MASK` or picture below :data:`~rdex.checks.EMPTY_PICTURE`)
@@ -134,6 +139,7 @@ class RDEResult:
             probs=self.probs[sl],
             history={k: (v if v.dim() == 1 else v[:, sl]) for k, v in self.history.items()},
             warnings=self.warnings[sl],
+            extra={k: (v[sl] if k in PER_INPUT_EXTRA else v) for k, v in self.extra.items()},
         )
 
 

@@ -76,6 +76,7 @@ def run_batch(
     ray: RayOptions | None = None,
     progress: bool = True,
     metrics: bool = False,
+    seeds: Sequence[int] | str | None = None,
 ) -> BatchSummary:
     """Explain many images, resumably, on this machine or on Ray.
 
@@ -104,6 +105,10 @@ def run_batch(
         progress: Show a progress bar over the images with the estimated time left.
         metrics: Add the cheap metric values of :func:`rdex.metrics.manifest_metrics` (sparsity,
             smoothness, CP and hallucination scores) to every manifest line, under ``metrics``.
+        seeds: Explain every image once per seed (at least two) with the median of their masks
+            (:class:`rdex.seeds.SeedEnsemble`); each manifest line gets ``seeds``, the seeds'
+            agreement (SSIM between their pictures), and the ``.npz`` every seed's mask. Costs
+            one run per seed.
 
     Returns:
         A :class:`BatchSummary`; ``summary.exit_code`` is 1 when some units failed.
@@ -127,6 +132,9 @@ def run_batch(
     if not methods:
         raise ValueError("no method given")
     resolved = _resolve_configs(methods, configs)
+    from rdex.seeds import parse_seeds
+
+    chosen_seeds = None if seeds is None else parse_seeds(seeds)
     items = (
         list(inputs)
         if isinstance(inputs, Sequence) and not isinstance(inputs, str)
@@ -151,6 +159,7 @@ def run_batch(
         model_name=_model_name(model, model_name),
         weights=weights,
         metrics=metrics,
+        seeds=chosen_seeds,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -54,10 +54,15 @@ class _Settings:
     model_name: str
     weights: str | None
     metrics: bool = False
+    #: With seeds, every image is explained once per seed and by the median of the masks.
+    seeds: tuple[int, ...] | None = None
 
     def for_key(self, method: str, true_label: str | None) -> dict[str, Any]:
-        # Runs with metric values are distinct units, so asking for them later redoes the work.
+        # Runs with metric values or over seeds are distinct units, so asking for them later
+        # redoes the work.
         extra: dict[str, Any] = {"metrics": True} if self.metrics else {}
+        if self.seeds is not None:
+            extra["seeds"] = list(self.seeds)
         return extra | {
             "model": self.model_name,
             "weights": self.weights,
@@ -132,11 +137,16 @@ class _Explainer:
             from rdex.methods import METHODS
 
             cls = METHODS[name]
-            self._methods[name] = cls(
+            method: Any = cls(
                 self.model,
                 config=self.settings.configs[name],
                 obfuscation=self.settings.obfuscation,
             )
+            if self.settings.seeds is not None:
+                from rdex.seeds import SeedEnsemble
+
+                method = SeedEnsemble(method, seeds=self.settings.seeds)
+            self._methods[name] = method
         return self._methods[name]
 
     def run(self, units: Sequence[_Unit]) -> list[_Outcome]:
@@ -204,8 +214,9 @@ class _Explainer:
             from rdex.metrics import manifest_metrics
 
             # Scored where the model, the images and the masks are (CPU or GPU alike).
+            rde = getattr(method, "explainer", method)  # a SeedEnsemble's method
             scores = [
-                manifest_metrics(self.model, xs, result, j, explainer=method, curves=False)
+                manifest_metrics(self.model, xs, result, j, explainer=rde, curves=False)
                 for j in range(len(chosen))
             ]
         result = result.to("cpu")

@@ -73,6 +73,7 @@ _RECORD_FIELDS = (
     "representation",
     "obfuscation",
     "metrics",
+    "seeds",
     "environment",
 )
 

@@ -14,6 +14,7 @@ __all__ = [
     "add_model_args",
     "add_image_args",
     "add_rde_args",
+    "add_seeds_arg",
     "pick_device",
     "rde_config",
     "method_names",
@@ -196,6 +197,15 @@ def add_rde_args(
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     return group
+
+
+def add_seeds_arg(group: Any) -> None:
+    """``--seeds``, for the commands that explain with :mod:`rdex.seeds` (explain, batch)."""
+    group.add_argument("--seeds", default=None, metavar="LIST",
+                       help="run once per seed (comma-separated, e.g. 0,1,2; replaces --seed) and "
+                       "explain with the median of their masks; records how far the seeds agree "
+                       "(SSIM between their pictures) and every seed's mask (rdex.seeds; costs "
+                       "one run per seed)")  # fmt: skip
 
 
 def pick_device(name: str) -> torch.device:

@@ -9,6 +9,7 @@ from rdex.cli._common import (
     add_image_args,
     add_model_args,
     add_rde_args,
+    add_seeds_arg,
     method_names,
     pick_device,
     rde_config,
@@ -101,7 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     add_image_args(p)
-    add_rde_args(p)
+    add_seeds_arg(add_rde_args(p))
     p.set_defaults(func=run)
 
 
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         ray=ray_options,
         progress=not args.quiet,
         metrics=args.metrics,
+        seeds=args.seeds,
     )
     print(f"rdex batch: {summary}", file=sys.stderr)
     if not args.no_report:

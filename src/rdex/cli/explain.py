@@ -14,6 +14,7 @@ from rdex.cli._common import (
     add_image_args,
     add_model_args,
     add_rde_args,
+    add_seeds_arg,
     method_names,
     pick_device,
     rde_config,
@@ -55,11 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_args(p)
     add_image_args(p)
-    rde = add_rde_args(p)
-    rde.add_argument("--seeds", default=None, metavar="LIST",
-                     help="run once per seed (comma-separated, e.g. 0,1,2; replaces --seed) and "
-                     "explain with the median of their masks; writes a -seeds.png figure of where "
-                     "the seeds differ and their SSIM (rdex.seeds; costs one run per seed)")  # fmt: skip
+    add_seeds_arg(add_rde_args(p))
     goal = p.add_argument_group("lambda_k from a target (rdex.calibrate; refuses --lambda-k)")
     goal = goal.add_mutually_exclusive_group()
     goal.add_argument("--keep-probability", type=float, default=None, metavar="P",
