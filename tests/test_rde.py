@@ -400,3 +400,28 @@ def test_hold_keeps_the_learning_rate_then_anneals() -> None:
     for bad in (-0.1, 1.0, float("nan")):
         with pytest.raises(ValueError, match="hold"):
             quick(hold=bad)
+
+
+def test_cpu_passes_at_256_px_for_the_optimiser_and_for_the_check() -> None:
+    """At 256x256 on CPU the optimiser sends its 16 obfuscations of an image in one pass (a
+    quarter faster with one thread than two of 8: docs/performance.md, "How cost grows"), and the
+    check against the empty mask draws in pieces of 8 by a rule of its own, so that its estimate
+    of a mask does not change with the optimiser's pass size."""
+
+    class Recorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = sensitive_net(256)
+            self.rows: list[tuple[int, bool]] = []
+
+        def forward(self, y: torch.Tensor) -> torch.Tensor:
+            self.rows.append((y.shape[0], torch.is_grad_enabled() and y.requires_grad))
+            return self.net(y)
+
+    model = Recorder()
+    CartoonX(model, config=quick(steps=2, samples=16)).explain(images(1, size=256))
+    with_grad = [n for n, grad in model.rows if grad]
+    assert with_grad == [16, 16]  # one pass per step
+    # Without gradients: the reference outputs (at s = 1, in the optimiser's pass shape), then the
+    # check's 2 x 64 draws in pieces of 8.
+    assert [n for n, grad in model.rows if not grad and n > 1] == [16] + [8] * 16

@@ -34,13 +34,15 @@ def main() -> None:
     p.add_argument("--chunks", default="16,8,4,2")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--samples", type=int, default=None, help="L (default: the preset's)")
     p.add_argument("--out", default=None)
     a = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     keep_freed_memory()  # as the rdex command does
     model = load_classifier()
     name = cli_default_preset()
-    samples = preset(name).samples
+    samples = a.samples or preset(name).samples
     chunks = [int(c) for c in a.chunks.split(",")]
     runs = {}
     for size in a.sizes:
@@ -50,33 +52,42 @@ def main() -> None:
             if chunk > samples:
                 continue
 
-            def step(c: int = chunk, img: torch.Tensor = x) -> float:
-                stamps: list[float] = []
-                ex = CartoonX(model, preset=name, steps=1 + a.steps, sample_chunk=c)
-                ex.callback = lambda _step, _masks: stamps.append(time.process_time())
+            def step(c: int = chunk, img: torch.Tensor = x) -> tuple[float, float]:
+                stamps: list[tuple[float, float]] = []
+                ex = CartoonX(
+                    model, preset=name, steps=1 + a.steps, samples=samples, sample_chunk=c
+                )
+                ex.callback = lambda _step, _masks: stamps.append(
+                    (time.process_time(), time.perf_counter())
+                )
                 ex.explain(img)
-                return (stamps[-1] - stamps[0]) / a.steps  # the steps after the first
+                # the steps after the first: CPU and wall seconds
+                return tuple((e - s) / a.steps for s, e in zip(stamps[0], stamps[-1], strict=True))
 
-            def forward_backward(c: int = chunk, s: int = size, run=runner) -> float:  # noqa: ANN001
-                t = time.process_time()
+            def forward_backward(c: int = chunk, s: int = size, run=runner):  # noqa: ANN001, ANN202
+                t, w = time.process_time(), time.perf_counter()
                 for _ in range(0, samples, c):
                     y = torch.rand(c, 3, s, s).requires_grad_(True)
                     out = run(y.contiguous(memory_format=torch.channels_last))
                     torch.autograd.grad(torch.softmax(out, 1)[:, 0].sum(), y)
-                return time.process_time() - t
+                return time.process_time() - t, time.perf_counter() - w
 
             runs[(size, chunk, "cartoonx step")] = step
             runs[(size, chunk, "model fwd+bwd (as rdex runs it)")] = forward_backward
     for fn in runs.values():  # warm-up
         fn()
     cpu: dict[tuple[int, int, str], list[float]] = {k: [] for k in runs}
+    wall: dict[tuple[int, int, str], list[float]] = {k: [] for k in runs}
     for _ in range(a.repeats):
         for k, fn in runs.items():
-            cpu[k].append(fn())
+            c, w = fn()
+            cpu[k].append(c)
+            wall[k].append(w)
     base = {}
     rows = []
     for (size, chunk, what), values in cpu.items():
         med = statistics.median(values)
+        wall_med = statistics.median(wall[(size, chunk, what)])
         per_mpx = med / (size * size / 1e6)
         base.setdefault(what, per_mpx)
         rows.append(
@@ -86,20 +97,21 @@ def main() -> None:
                 "what": what,
                 "cpu_s": values,
                 "cpu_s_median": med,
+                "wall_s_median": wall_med,
                 "cpu_s_per_megapixel": per_mpx,
                 "vs_first": per_mpx / base[what],
             }  # fmt: skip
         )
         print(
             f"{size:5d} px chunk {chunk:3d} {what:30s} {med:7.3f} CPU s, "
-            f"{per_mpx:6.2f} s/Mpx ({per_mpx / base[what]:.2f}x the first)"
+            f"{per_mpx:6.2f} s/Mpx ({per_mpx / base[what]:.2f}x the first), {wall_med:7.3f} wall s"
         )
     report = {
         "preset": name,
         "samples": samples,
-        "threads": 1,
+        "threads": a.threads,
         "loadavg": os.getloadavg(),
-        "note": "CPU s per step of one image (after its first step), and of L fwd+bwd",
+        "note": "CPU and wall s per step of one image (after its first step), and of L fwd+bwd",
         "rows": rows,
     }
     print("loadavg", report["loadavg"])

@@ -48,7 +48,7 @@ class RDEConfig:
             once (memory bound; the gradient is accumulated over chunks). Every forward pass
             holds obfuscations of one image only, so an image's result does not depend on the
             batch it is in. ``None``: automatic, all ``L`` at once on GPU; on CPU chunks of
-            about 8 obfuscations of 3x256x256 (cache-sized; measured in docs/performance.md).
+            at most 16 obfuscations of 3x256x256 (measured in docs/performance.md).
             Chunking changes results only by float summation order.
         channels_last: Run the model in channels-last memory format: the obfuscations and
             detached channels-last copies of the model's 4D weights (the caller's model is not

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Objective",
     "OBJECTIVE_DRAWS",
+    "OBJECTIVE_PIECE_ELEMENTS",
     "EMPTY_TIE",
     "penalty",
     "mask_objective",
@@ -47,6 +48,10 @@ __all__ = [
 
 #: Noise draws of the objective estimate that every explanation is checked with.
 OBJECTIVE_DRAWS = 64
+
+#: On CPU the draws come in pieces of at most this many values (8 obfuscations of 3x256x256):
+#: a rule of its own, so that an estimate does not change with the optimiser's pass size.
+OBJECTIVE_PIECE_ELEMENTS = 8 * 3 * 256 * 256
 
 #: A mask whose mean entry is above this has hardly left ones (Algorithm 1 starts from ones): if
 #: it scores no better than the empty mask, the run stopped early rather than the label is weak.
@@ -137,15 +142,16 @@ def mask_objective(
         draws: Noise draws per input.
         seed: Seed of every input's generator.
         batch_size: Obfuscations sent through the model at once, and the draws of one piece
-            (default: what the optimiser would send for this input size, e.g. 8 at 256x256 on
-            CPU, all 64 at 32x32 or on GPU).
+            (default: :data:`OBJECTIVE_PIECE_ELEMENTS` values per piece on CPU, e.g. 8 at
+            256x256 and all 64 at 32x32, or ``sample_chunk`` when the method sets it; all 64 on
+            GPU).
     """
     from rdex.metrics.rate_distortion import obfuscated_outputs
 
     if integer("draws", draws) < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
     if batch_size is None:
-        batch_size = explainer._chunk_size(x, draws)
+        batch_size = explainer._chunk_size(x, draws, elements=OBJECTIVE_PIECE_ELEMENTS)
     elif integer("batch_size", batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     cfg = explainer.config
