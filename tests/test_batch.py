@@ -484,6 +484,41 @@ def test_ray_run_matches_local_run_and_resumes_across_modes(
     assert (again.explained, again.skipped, again.failed) == (0, 10, 2)
 
 
+@pytest.mark.ray
+def test_seeds_on_ray_match_a_local_run_with_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --seeds travels to the Ray workers: the same combination and seed masks as a local run with
+    # the workers' one torch thread (the thread count decides the rounding).
+    pytest.importorskip("ray")
+    monkeypatch.syspath_prepend(str(REPO))
+    monkeypatch.chdir(REPO)
+    for i, colour in enumerate(("red", "blue")):
+        make_image(tmp_path / "in" / f"{colour}.png", colour, size=SIZE, seed=i)
+    kwargs = dict(
+        model="tests.tiny_models:colour_net", methods=["cartoonx"], configs=CONFIG, size=SIZE,
+        seeds=[0, 1], batch_size=2, progress=False,
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run_batch(tmp_path / "in", tmp_path / "local", **kwargs).ok
+    finally:
+        torch.set_num_threads(threads)
+    ray_options = RayOptions(num_cpus=1, images_per_task=2)
+    assert run_batch(tmp_path / "in", tmp_path / "ray", ray=ray_options, **kwargs).ok
+    local, on_ray = (by_unit(read_manifest(tmp_path / d)) for d in ("local", "ray"))
+    assert local.keys() == on_ray.keys() and len(local) == 2
+    for unit, a in local.items():
+        b = on_ray[unit]
+        assert a["seeds"] == b["seeds"] and b["environment"]["threads"] == 1
+        saved = [
+            np.load(tmp_path / d / r["files"]["npz"]["path"]) for d, r in (("local", a), ("ray", b))
+        ]
+        for key in ("mask_flat", "seed_mask_flat", "seeds"):
+            np.testing.assert_array_equal(saved[0][key], saved[1][key])
+
+
 def test_ray_missing_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 
