@@ -615,3 +615,27 @@ def test_seeds_in_a_batch_give_each_image_its_own_combination(tmp_path: Path) ->
     assert again.explained == 5 and again.skipped == 0
     with pytest.raises(ValueError, match="at least two seeds"):
         run_batch(tmp_path / "tree", tmp_path / "bad", seeds="3", **kwargs)
+
+
+def test_cli_batch_seeds_says_how_far_the_seeds_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rdex.cli import main
+
+    monkeypatch.syspath_prepend(str(REPO))  # for --model tests.tiny_models:colour_net
+    make_tree(tmp_path / "tree")
+    out = tmp_path / "out"
+    args = ["batch", str(tmp_path / "tree"), "--out", str(out), "--model",
+            "tests.tiny_models:colour_net", "--preset", "preview", "--steps", "4", "--samples",
+            "2", "--size", str(SIZE), "--quiet", "--no-report"]  # fmt: skip
+    assert main([*args, "--seeds", "0,1"]) == 0
+    lows = {r["name"]: r["seeds"]["ssim_min"] for r in read_manifest(out)}
+    least = min(lows, key=lows.__getitem__)
+    line = [x for x in capsys.readouterr().err.splitlines() if "agree" in x]
+    assert line == [
+        f"rdex batch: seeds 0,1 agree at SSIM {min(lows.values()):.2f} to "
+        f"{max(lows.values()):.2f} (median {np.median(list(lows.values())):.2f}, lowest SSIM "
+        f"between two seeds per explanation); least: {least} [cartoonx]"
+    ]
+    assert main(args) == 0  # without --seeds: no such line
+    assert "agree" not in capsys.readouterr().err

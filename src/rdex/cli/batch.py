@@ -149,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
     )
     print(f"rdex batch: {summary}", file=sys.stderr)
+    if args.seeds is not None:
+        _print_seed_agreement(args.out, args.seeds)
     if not args.no_report:
         from rdex.report import write_report
 
@@ -165,3 +167,33 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return summary.exit_code
+
+
+def _print_seed_agreement(out: str, seeds: str) -> None:
+    """One line on how far the seeds agree over the folder's explanations with these seeds."""
+    import statistics
+
+    from rdex.batch import latest_records, read_manifest
+    from rdex.io import display_name
+    from rdex.report import seed_agreement
+    from rdex.seeds import parse_seeds
+
+    chosen = list(parse_seeds(seeds))
+    scored = [
+        (value, r)
+        for r in latest_records(read_manifest(out))
+        if r.get("status") == "ok"
+        and (r.get("settings") or {}).get("seeds") == chosen
+        and (value := seed_agreement(r)) is not None
+    ]
+    if not scored:
+        return
+    values = [v for v, _ in scored]
+    low, worst = min(scored, key=lambda item: item[0])
+    print(
+        f"rdex batch: seeds {','.join(map(str, chosen))} agree at SSIM {low:.2f} to "
+        f"{max(values):.2f} (median {statistics.median(values):.2f}, lowest SSIM between two "
+        f"seeds per explanation); least: {display_name(str(worst.get('name')))} "
+        f"[{worst.get('method')}]",
+        file=sys.stderr,
+    )
