@@ -21,13 +21,11 @@ from pathlib import Path
 
 import torch
 
-from rdex.bench.quality import checkpoint_steps, run_schedule
-from rdex.bench.repeat import RunRecord
+from rdex.bench.repeat import run_record
 from rdex.images import resolve_image
 from rdex.methods import CartoonX
 from rdex.models import load_classifier
 from rdex.rde import preset
-from rdex.results import environment
 
 
 def saliency_mask(model: torch.nn.Module, x: torch.Tensor, quantile: float) -> list[torch.Tensor]:
@@ -74,14 +72,8 @@ def main() -> None:
             if (out / f"{name}.json").is_file():
                 continue
             config = preset("fast", lambda_k=a.lambda_k, seed=seed, lr=a.lr, steps=a.steps)
-            run = run_schedule(
-                model, x, config, checkpoints=checkpoint_steps(config.steps, count=8),
-                init_mask=init,
-            )  # fmt: skip
-            env = environment("cpu")
-            run.update(machine=env["machine"], torch=env["torch"], rdex=env["rdex"])
-            record = RunRecord.from_run(
-                run, name=name, schedule=a.name, image=image, size=a.size, keep=8
+            record = run_record(
+                model, image, a.size, config, schedule=a.name, name=name, init_mask=init
             )
             record.save(out)
             print(

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from rdex.bench.quality import ObjectiveEvaluator, checkpoint_steps, run_schedule
 from rdex.config import RDEConfig
@@ -256,13 +256,16 @@ def run_record(
     name: str | None = None,
     device: torch.device | str = "cpu",
     keep: int = 8,
+    init_mask: Sequence[Tensor] | None = None,
 ) -> RunRecord:
-    """Run CartoonX with ``config`` on a bundled sample (or image file) and keep a record."""
+    """Run CartoonX with ``config`` on a bundled sample (or image file) and keep a record
+    (``init_mask``: a warm start, as :meth:`rdex.rde.RDE.explain` takes it)."""
     from rdex.images import resolve_image
 
     _, picture = resolve_image(image, size=size)
     x = picture.unsqueeze(0).to(device)
-    run = run_schedule(model, x, config, checkpoints=checkpoint_steps(config.steps, count=keep))
+    checkpoints = checkpoint_steps(config.steps, count=keep)
+    run = run_schedule(model, x, config, checkpoints=checkpoints, init_mask=init_mask)
     env = environment(device)
     run.update(machine=env["machine"], torch=env["torch"], rdex=env["rdex"])
     return RunRecord.from_run(
