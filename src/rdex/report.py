@@ -18,7 +18,7 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,6 +37,7 @@ __all__ = [
     "collect_cards",
     "render_report",
     "seed_agreement",
+    "seed_agreements",
     "write_report",
 ]
 
@@ -162,6 +163,15 @@ def seed_agreement(record: dict[str, Any]) -> float | None:
     return float(seeds["ssim_min"]) if isinstance(seeds, dict) else None
 
 
+def seed_agreements(records: Iterable[dict[str, Any]]) -> list[tuple[float, dict[str, Any]]]:
+    """``(seed_agreement(r), r)`` for every successful record made with ``--seeds``."""
+    return [
+        (value, r)
+        for r in records
+        if r.get("status") == "ok" and (value := seed_agreement(r)) is not None
+    ]
+
+
 def _clean(value: Any) -> Any:
     """Strings made printable and valid UTF-8 (:func:`rdex.io.display_name`), recursively."""
     if isinstance(value, str):
@@ -251,7 +261,7 @@ def _card_view(out: Path, card: ImageCard) -> dict[str, Any]:
                 }
             )
     path = next((str(r.get("path")) for r in card.records if r.get("path")), card.name)
-    agreement = [a for a in map(seed_agreement, card.ok_records) if a is not None]
+    agreement = [a for a, _ in seed_agreements(card.records)]
     return {
         "name": card.name,
         "path": path,
@@ -348,7 +358,7 @@ def render_report(
     classes = sorted({c for card in cards for c in card.classes}, key=str.lower)
     page_title = display_name(title or f"rdex report: {out.resolve().name}")
     views = [_card_view(out, c) for c in cards]
-    agreement = [a for c in cards for r in c.ok_records if (a := seed_agreement(r)) is not None]
+    agreement = [a for a, _ in seed_agreements(r for c in cards for r in c.records)]
     if agreement:
         summary += (
             f" · seed agreement (lowest SSIM between two seeds): min {min(agreement):.2f}, "

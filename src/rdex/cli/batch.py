@@ -175,16 +175,14 @@ def _print_seed_agreement(out: str, seeds: str) -> None:
 
     from rdex.batch import latest_records, read_manifest
     from rdex.io import display_name
-    from rdex.report import seed_agreement
+    from rdex.report import seed_agreements
     from rdex.seeds import parse_seeds
 
     chosen = list(parse_seeds(seeds))
     scored = [
         (value, r)
-        for r in latest_records(read_manifest(out))
-        if r.get("status") == "ok"
-        and (r.get("settings") or {}).get("seeds") == chosen
-        and (value := seed_agreement(r)) is not None
+        for value, r in seed_agreements(latest_records(read_manifest(out)))
+        if (r.get("settings") or {}).get("seeds") == chosen
     ]
     if not scored:
         return
