@@ -20,7 +20,12 @@ optimiser loop, so nothing here is a supported setting) and then runs
   backward pass through a per-draw copy of the mask. Entries whose distortion gradient is noise
   then fall by the sparsity term alone, at the same rate for every seed. With ``T < 1`` the
   later steps use the plain gradient, so the run ends at a fixed point of the paper's objective;
-  with ``T = 1`` the shrinkage biases the end point towards sparser masks.
+  with ``T = 1`` the shrinkage biases the end point towards sparser masks;
+* ``--coarse-until T``: coarse to fine over the wavelet scales: the mask of band ``b`` (0 the
+  approximation, ``n`` the finest details) stays where it started until the step
+  ``T * b / n * steps``, so the coarse scales fall first with the fine ones kept (and so without
+  their obfuscation noise), and the finest scales start to fall at the fraction ``T`` of the run;
+  with ``--fine-first`` the other way round (the approximation held until ``T``).
 
     python benchmarks/studies/repeat_levers.py --draws latin --name latin --images chelsea \
         --seeds 0 1 --out benchmarks/studies/results/repeat-128/screen
@@ -122,8 +127,26 @@ def _shrunk_distortion_grads(until: float, strength: float):  # type: ignore[no-
     return distortion_grads
 
 
+def _coarse_to_fine(until: float, fine_first: bool) -> None:
+    """Hold band ``b`` of ``n + 1`` (coarse first) at its start until ``until * b / n`` of the
+    steps: its gradient is zeroed, so Adam's moments stay zero and its entries do not move."""
+    step_of = rde.RDE._image_step
+
+    def image_step(self, problem, i, mask, noise, step):  # type: ignore[no-untyped-def]
+        out = step_of(self, problem, i, mask, noise, step)
+        n = len(mask) - 1
+        for b, m in enumerate(mask):
+            if n and step < until * (n - b if fine_first else b) / n * self.config.steps:
+                m.grad.zero_()
+        return out
+
+    rde.RDE._image_step = image_step  # type: ignore[method-assign]
+
+
 def patch(a: argparse.Namespace) -> None:
     """Apply the levers of ``a`` to rdex in this process."""
+    if a.coarse_until is not None:
+        _coarse_to_fine(a.coarse_until, a.fine_first)
     if a.shrink_until is not None:
         _record_step()
         rde.RDE._distortion_grads = _shrunk_distortion_grads(  # type: ignore[method-assign]
@@ -159,6 +182,8 @@ def main() -> None:
     p.add_argument("--beta1", type=float, default=None)
     p.add_argument("--shrink-until", type=float, default=None)
     p.add_argument("--shrink-strength", type=float, default=1.0)
+    p.add_argument("--coarse-until", type=float, default=None)
+    p.add_argument("--fine-first", action="store_true")
     a, rest = p.parse_known_args()
     patch(a)
     import repeat_runs
