@@ -65,6 +65,7 @@ EXPLAIN_CASES = [
     pytest.param(["--size", "40"], id="size"),
     pytest.param(["--fit", "crop"], id="fit"),
     pytest.param(["--preset", "paper"], id="preset"),
+    pytest.param(["--preset", "thorough"], id="preset-thorough"),
     pytest.param(["--schedule", "constant"], id="schedule"),
     pytest.param(["--target", "2"], id="target"),
     pytest.param(["--method", "pixel-rde"], id="method"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -32,6 +34,31 @@ def test_presets_paper_is_appendix_a2() -> None:
     assert set(PRESETS) >= {"paper", "fast", "preview"}
     with pytest.raises(ValueError, match="unknown preset"):
         preset("turbo")
+
+
+def test_thorough_goes_as_far_as_fast_with_under_a_quarter_of_its_noise() -> None:
+    fast, thorough, paper = preset("fast"), preset("thorough"), preset("paper")
+    assert thorough.path == pytest.approx(fast.path, rel=0.01)
+    assert thorough.noise < 0.25 * fast.noise
+    assert thorough.evaluations < paper.evaluations
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RDEConfig(steps=300, samples=16, lr=0.02),
+        RDEConfig(steps=400, samples=16, lr=0.03, schedule="cosine"),
+        RDEConfig(steps=400, samples=16, lr=0.03, schedule="cosine", hold=0.3),
+        RDEConfig(steps=280, samples=16, lr=0.03, early_steps=40, early_samples=64),
+    ],
+)
+def test_noise_is_at_least_path_over_the_root_of_the_evaluations(config: RDEConfig) -> None:
+    """Cauchy-Schwarz: no schedule travels further on a budget with less noise; a constant
+    learning rate and sample count meet the bound."""
+    bound = config.path / math.sqrt(config.evaluations)
+    assert config.noise >= bound * (1 - 1e-12)
+    flat = config.schedule == "constant" and config.early_steps == 0
+    assert (config.noise == pytest.approx(bound)) == flat
 
 
 def test_config_validation() -> None:

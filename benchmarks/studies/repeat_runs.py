@@ -1,7 +1,7 @@
 """Seeds of one CartoonX schedule on the bundled samples, kept as run records (``.npz`` + ``.json``)
 for ``rdex bench --mode repeat --records DIR`` to score against the paper-schedule records.
 
-    python benchmarks/studies/repeat_runs.py --name steady --preset steady --seeds 0 1 2 \
+    python benchmarks/studies/repeat_runs.py --name thorough --preset thorough --seeds 0 1 2 \
         --out benchmarks/studies/results/repeat-128
 """
 
