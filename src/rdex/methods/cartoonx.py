@@ -26,8 +26,8 @@ class CartoonX(MethodPreset):
 
     Args:
         model: Classifier taking images in ``[0, 1]`` (see :func:`rdex.models.load_classifier`).
-        preset: ``"paper"`` (lr 0.001, N 2000, L 64: appendix A.2), ``"fast"`` or ``"preview"``
-            (see :data:`rdex.rde.PRESETS`).
+        preset: ``"paper"`` (lr 0.001, N 2000, L 64: appendix A.2), ``"fast"``, ``"preview"``
+            or ``"thorough"`` (see :data:`rdex.rde.PRESETS`).
         lambda_k: Sparsity ``lambda * k``; the paper uses values in [20, 80]. Default 20, as in the
             authors' configuration file.
         wavelet, levels, mode: The DWT.

@@ -21,7 +21,7 @@ class PixelRDE(MethodPreset):
 
     Args:
         model: Classifier taking images in ``[0, 1]``.
-        preset: Named schedule (``"paper"``, ``"fast"``, ``"preview"``).
+        preset: Named schedule (``"paper"``, ``"fast"``, ``"preview"``, ``"thorough"``).
         lambda_k: Sparsity ``lambda * k``; the paper uses [3, 20]. Default 4, as in the authors'
             configuration file.
         obfuscation, distortion, config, **overrides: As for :class:`~rdex.methods.CartoonX`.
