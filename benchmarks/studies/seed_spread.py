@@ -29,7 +29,6 @@ sqrt(L_t) <= sgd * sqrt(evaluations)``, so no schedule of a given path and budge
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import math
 from collections import defaultdict
@@ -57,11 +56,9 @@ PLAIN = (
 HELD_OUT = ("c0045-N400", "thorough")
 
 
-def schedule_numbers(config: dict) -> dict[str, float]:
-    """``path``, ``walk`` and ``sgd`` of a record's settings (see the module docstring);
-    ``path`` and ``sgd`` are ``RDEConfig.path`` and ``RDEConfig.noise``."""
-    names = {f.name for f in dataclasses.fields(RDEConfig)}
-    cfg = RDEConfig(**{k: tuple(v) if k == "clip" else v for k, v in config.items() if k in names})
+def schedule_numbers(cfg: RDEConfig) -> dict[str, float]:
+    """``path``, ``walk`` and ``sgd`` of a schedule (see the module docstring); ``path`` and
+    ``sgd`` are ``RDEConfig.path`` and ``RDEConfig.noise``."""
     lrs = np.array([cfg.lr_at(t) for t in range(cfg.steps)])
     return {
         "evaluations": float(cfg.evaluations),
@@ -104,19 +101,19 @@ def main() -> None:
         )  # fmt: skip
         masks = {r.name: [torch.from_numpy(b) for b in r.final] for r in records}
         objective = {name: evaluator(m) for name, m in masks.items()}
+        pictures = {name: evaluator.picture(m) for name, m in masks.items()}
+        flat = {name: torch.cat([b.flatten() for b in m]) for name, m in masks.items()}
         best = min(objective.values())
         for (schedule, im), rs in sorted(groups.items()):
             if im != image or len(rs) < 2:
                 continue
-            numbers = schedule_numbers(rs[0].config)
+            numbers = schedule_numbers(rs[0].rdex_config)
             for one, two in itertools.combinations(sorted(rs, key=lambda r: r.seed), 2):
-                flat = [torch.cat([b.flatten() for b in masks[r.name]]) for r in (one, two)]
                 rows.append({
                     "image": image, "schedule": schedule, "seeds": f"{one.seed},{two.seed}",
                     **numbers,
-                    "rms": float((flat[0] - flat[1]).pow(2).mean().sqrt()),
-                    "ssim": ssim(evaluator.picture(masks[one.name]),
-                                 evaluator.picture(masks[two.name])),
+                    "rms": float((flat[one.name] - flat[two.name]).pow(2).mean().sqrt()),
+                    "ssim": ssim(pictures[one.name], pictures[two.name]),
                     "objective": max(objective[one.name], objective[two.name]) / best,
                 })  # fmt: skip
     held_out = [r for r in rows if r["schedule"] in HELD_OUT]
