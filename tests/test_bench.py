@@ -278,6 +278,12 @@ def test_cli_bench_repeat_scores_seeds_against_records(
     assert min(ratios) == pytest.approx(1.0) and all(r >= 1.0 for r in ratios)
     assert image["runs"]["paper-chelsea-s0"]["paper_ssim"] == pytest.approx(1.0)
     assert image["rd_floor"] is not None and image["rd_floor"] > 0
+    assert image["rd_soft_floor"] is not None and image["rd_soft_floor"] > 0
+    # Faithfulness is judged on the soft curve, whose ratio the table shows first.
+    for name, sched in image["schedules"].items():
+        limit = max(1.0, image["rd_soft_floor"])
+        assert sched["meets"]["faithfulness"] == (sched["rd_soft_ratio_max"] <= limit), name
+    assert image["runs"]["paper-chelsea-s0"]["rd_soft_ratio"] == pytest.approx(1.0)
     assert scores["schedules"]["preview"]["images"] == 1
     assert "preview: 40 evaluations" in captured.out  # 5 steps x 8 samples
     table = (out / "bench-repeat.md").read_text()

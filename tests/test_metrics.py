@@ -140,6 +140,37 @@ def test_rate_distortion_over_wavelet_bands_keeps_everything_at_one() -> None:
         M.rate_distortion_curve(model, x, [m[..., :-1] for m in masks], representation=rep)
 
 
+def test_soft_rate_distortion_keeps_mask_values_and_ignores_what_the_mask_deleted() -> None:
+    """The soft curve ends at the mask's own distortion; an entry the mask all but deleted moves
+    it by almost nothing, while the binary curve keeps that entry whole."""
+    model = Planted()
+    x = planted_image()
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[..., :4, :4] = 0.6  # 16 entries at 0.6: the mask's support
+    grown = mask.clone()
+    grown[..., :16, :16].clamp_(min=1e-4)  # the rest of the quadrant, all but deleted
+    fractions = [0.0, 16 / SIZE**2, 256 / SIZE**2, 0.5, 1.0]
+    kw = {"obfuscation": Zeros(), "fractions": fractions}
+    soft = M.rate_distortion_curve(model, x, mask, soft=True, **kw).values[0]
+    soft_grown = M.rate_distortion_curve(model, x, grown, soft=True, **kw).values[0]
+    binary = M.rate_distortion_curve(model, x, mask, **kw).values[0]
+    binary_grown = M.rate_distortion_curve(model, x, grown, **kw).values[0]
+    torch.testing.assert_close(soft_grown, soft, atol=1e-6, rtol=1e-3)  # no longer depends on them
+    # Beyond its support the soft curve stays at the mask's own distortion.
+    y = mask * x  # zeros obfuscation: deleted entries become 0
+    p_x, p_y = (torch.softmax(model(z), 1)[0, 0] for z in (x, y))
+    assert float(soft[-1]) == pytest.approx(float((p_x - p_y) ** 2), rel=1e-5)
+    assert float(soft[2]) == pytest.approx(float(soft[-1]), rel=1e-6)
+    assert float(soft[3]) == pytest.approx(float(soft[-1]), rel=1e-6)
+    # The binary curve keeps every ranked entry whole: all of them at fraction 1, and at 256
+    # entries the whole quadrant the model looks at for the grown mask, which all but deleted it.
+    assert float(binary[-1]) == pytest.approx(0.0, abs=1e-12)
+    assert float(binary_grown[2]) == pytest.approx(0.0, abs=1e-12)
+    assert float(binary[2]) > 0.1
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        M.rate_distortion_curve(model, x, mask * 2, soft=True, **kw)
+
+
 def test_top_fraction_mask_and_auc() -> None:
     scores = torch.tensor([[0.1, 0.9, 0.5, 0.5]])
     assert M.top_fraction_mask(scores, 0.5, tie_seed=None).tolist() == [[0.0, 1.0, 1.0, 0.0]]

@@ -123,13 +123,18 @@ class ObjectiveEvaluator:
         l1 = float(torch.cat([m.flatten() for m in masks]).mean())
         return self.distortion(masks) + self.lambda_k * l1
 
-    def rate_distortion_auc(self, mask: Sequence[Tensor], *, samples: int = 64) -> float:
+    def rate_distortion_auc(
+        self, mask: Sequence[Tensor], *, samples: int = 64, soft: bool = False
+    ) -> float:
         """Faithfulness of ``mask``: mean distortion when only its top entries are kept.
 
         The rate-distortion curve (:func:`rdex.metrics.rate_distortion_curve`: keep the highest
         ``fraction`` of the mask entries, obfuscate the rest) at :data:`RD_FRACTIONS`, the rates
         where CartoonX's explanations live (they retain about 1 % of the entries), averaged over
-        the rates (trapezoid rule). Lower is more faithful.
+        the rates (trapezoid rule). Lower is more faithful. ``soft`` keeps the top entries at
+        their mask values instead of 1 (see the curve's ``soft``): the measure to compare two
+        masks of one objective by, since the binary curve moves with entries the mask all but
+        deleted.
         """
         from rdex.metrics import rate_distortion_curve
 
@@ -143,6 +148,7 @@ class ObjectiveEvaluator:
             fractions=RD_FRACTIONS,
             samples=samples,
             seed=self.seed,
+            soft=soft,
         )
         return float(curve.area[0])
 

@@ -378,7 +378,8 @@ def _repeat(args: argparse.Namespace, model: torch.nn.Module, device: torch.devi
         print(
             f"{name}: {s['evaluations']} evaluations, {s['images']} images; seed SSIM min "
             f"{_fmt(s['seed_ssim_min'])}, objective x{_fmt(s['objective_ratio_max'])}, "
-            f"rate-distortion x{_fmt(s['rd_ratio_max'])}, SSIM to paper min "
+            f"rate-distortion x{_fmt(s['rd_soft_ratio_max'])} (binary "
+            f"x{_fmt(s['rd_ratio_max'])}), SSIM to paper min "
             f"{_fmt(s['paper_ssim_min'])}"
         )
     print(f"-> {out / 'bench-repeat.json'}, {out / 'bench-repeat.md'}, {out / 'bench-repeat.png'}")

@@ -72,6 +72,7 @@ def rate_distortion_curve(
     clip: tuple[float, float] | None = (0.0, 1.0),
     model_output: ModelOutput = "softmax",
     batch_size: int | None = 64,
+    soft: bool = False,
 ) -> Curve:
     """Expected distortion when only the top-``k`` fraction of the entries is kept.
 
@@ -101,6 +102,13 @@ def rate_distortion_curve(
         clip: Range obfuscations are clipped to (``None``: no clipping).
         model_output: ``"softmax"`` for classifiers returning logits, else ``"identity"``.
         batch_size: Largest number of obfuscations sent through the model at once.
+        soft: Keep the top entries at their own value instead of 1: ``scores`` must be an RDE
+            mask (values in ``[0, 1]``), and the curve is the distortion of that mask cut down to
+            its top entries. It ends at the mask's own distortion, and an entry the mask deleted
+            (value 0) stays deleted, so two nearly equal masks get nearly equal curves. The
+            binary curve (the default, as Macdonald et al. and for attribution methods) keeps
+            every ranked entry whole, so beyond a mask's support it adds entries in the
+            tie-break's order, and near its edge entries the mask kept at 0.001 count fully.
 
     Returns:
         A :class:`Curve` named ``"rate-distortion"`` with values ``(B, n)``.
@@ -115,6 +123,8 @@ def rate_distortion_curve(
     bands = rep.encode(x)
     flat, shapes = _flatten_scores(scores, bands, rep)
     flat = flat.to(x)
+    if soft and bool(((flat < 0) | (flat > 1) | flat.isnan()).any()):
+        raise ValueError("soft=True keeps the scores as mask values: they must lie in [0, 1]")
     target_idx, probs = _target_index(model, x, target, model_output)
     reference = (
         probs
@@ -127,6 +137,8 @@ def rate_distortion_curve(
     values = torch.zeros(batch, len(frac))
     for j, f in enumerate(frac.tolist()):
         keep_flat = top_fraction_mask(flat, f)
+        if soft:
+            keep_flat = keep_flat * flat
         keep = [k.reshape(s) for k, s in zip(keep_flat.split(sizes, dim=1), shapes, strict=True)]
         out = obfuscated_outputs(
             model, x, keep, representation=rep, obfuscation=obf, samples=samples, seed=seed,
