@@ -159,8 +159,9 @@ def test_cli_bench_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFix
     assert set(quality["runs"]) == {"paper-s0", "paper-s1", "preview-s0"}
     assert quality["runs"]["paper-s0"]["final"]["ssim"] == pytest.approx(1.0)
     assert quality["runs"]["paper-s0"]["final"]["ratio"] == pytest.approx(1.0)
-    assert set(quality["floor"]) == {"ratio", "ssim", "overlap", "rd_ratio"}
+    assert set(quality["floor"]) == {"ratio", "ssim", "overlap", "rd_ratio", "rd_soft_ratio"}
     assert quality["runs"]["paper-s0"]["final"]["rd_ratio"] == pytest.approx(1.0)
+    assert quality["runs"]["paper-s0"]["final"]["rd_soft_ratio"] == pytest.approx(1.0)
     for name in ("bench-speed.png", "bench-quality.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert "x" in capsys.readouterr().out

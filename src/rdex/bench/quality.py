@@ -313,12 +313,14 @@ def score_runs(
     ref_obj = evaluator(ref_mask)
     ref_pic = evaluator.picture(ref_mask)
     ref_rd = evaluator.rate_distortion_auc(ref_mask)
+    ref_soft = evaluator.rate_distortion_auc(ref_mask, soft=True)
     out: dict[str, Any] = {
         "reference": reference,
         "reference_steps": ref["steps"][-1],
         "reference_finished": bool(ref.get("finished", False)),
         "objective_ref": ref_obj,
         "rd_auc_ref": ref_rd,
+        "rd_soft_auc_ref": ref_soft,
         "evaluator": {
             "samples": evaluator.samples,
             "seed": evaluator.seed,
@@ -348,14 +350,18 @@ def score_runs(
             curve["ssim"].append(ssim(evaluator.picture(mask), ref_pic))
             curve["overlap"].append(retained_overlap(mask, ref_mask))
         final: dict[str, float] = {k: v[-1] for k, v in curve.items()}
-        final["rd_auc"] = (
-            ref_rd if name == reference else evaluator.rate_distortion_auc(rec["masks"][-1])
-        )
-        final["rd_ratio"] = final["rd_auc"] / ref_rd if ref_rd > 0 else float("nan")
+        for key, soft, ref_value in (("rd", False, ref_rd), ("rd_soft", True, ref_soft)):
+            value = (
+                ref_value
+                if name == reference
+                else evaluator.rate_distortion_auc(rec["masks"][-1], soft=soft)
+            )
+            final[f"{key}_auc"] = value
+            final[f"{key}_ratio"] = value / ref_value if ref_value > 0 else float("nan")
         say(
             f"{name}: {final['steps']} steps, {final['time_s']:.1f} s, objective x{final['ratio']:.3f}, "
             f"SSIM {final['ssim']:.3f}, overlap {final['overlap']:.3f}, "
-            f"rate-distortion x{final['rd_ratio']:.3f}"
+            f"rate-distortion x{final['rd_soft_ratio']:.3f} (binary x{final['rd_ratio']:.3f})"
         )
         out["runs"][name] = {
             "config": rec.get("config"),
@@ -368,7 +374,8 @@ def score_runs(
         }
     if floor is not None and floor in out["runs"]:
         out["floor"] = {
-            k: out["runs"][floor]["final"][k] for k in ("ratio", "ssim", "overlap", "rd_ratio")
+            k: out["runs"][floor]["final"][k]
+            for k in ("ratio", "ssim", "overlap", "rd_ratio", "rd_soft_ratio")
         }
     return out
 
