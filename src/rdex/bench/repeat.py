@@ -16,7 +16,7 @@ The score of a schedule on an image (:func:`score_repeatability`), all with one
   the paper schedule's own two-seed spread (``rd_soft_floor``), with the top entries kept at their
   mask values (``soft``); ``rd_ratio_max`` and ``rd_floor`` are the same for the binary curve,
   which keeps them whole and so moves with entries a mask all but deleted (two seeds at SSIM
-  0.994 can differ 2x in it). Faithfulness is judged on the soft curve;
+  0.994 can differ 2.5x in it). Faithfulness is judged on the soft curve;
 * ``paper_ssim_min``: its lowest SSIM to the paper schedule's explanation (seed 0), judged only
   where the paper schedule converged (its objective within 2 % of the best found).
 """
