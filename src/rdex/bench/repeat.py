@@ -591,7 +591,7 @@ def repeat_table(scores: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for image, data in scores["images"].items():
-        spread, soft_spread = data["rd_floor"], data.get("rd_soft_floor")
+        spread, soft_spread = data["rd_floor"], data["rd_soft_floor"]
         converged = data["reference_converged"]
         for name, s in data["schedules"].items():
             ok = s["meets"]
@@ -602,7 +602,7 @@ def repeat_table(scores: dict[str, Any]) -> str:
                 f"| {image} | {name} | {s['evaluations']} | {len(s['seeds'])} "
                 f"| {f(s['seed_ssim_min'])}{mark(ok['seed_ssim'])} "
                 f"| {f(s['objective_ratio_max'])}{mark(ok['objective'])} "
-                f"| {f(s.get('rd_soft_ratio_max'))}{mark(ok['faithfulness'])}"
+                f"| {f(s['rd_soft_ratio_max'])}{mark(ok['faithfulness'])}"
                 f"{'' if soft_spread is None else f' ({f(soft_spread)})'}"
                 f"; {f(s['rd_ratio_max'])}{'' if spread is None else f' ({f(spread)})'} "
                 f"| {paper}{mark(ok['paper_ssim'])} |"
@@ -613,7 +613,7 @@ def repeat_table(scores: dict[str, Any]) -> str:
             f"| **all {s['images']}** | **{name}** | {s['evaluations']} | "
             f"| {f(s['seed_ssim_min'])}{mark(ok['seed_ssim'])} "
             f"| {f(s['objective_ratio_max'])}{mark(ok['objective'])} "
-            f"| {f(s.get('rd_soft_ratio_max'))}{mark(ok['faithfulness'])}; "
+            f"| {f(s['rd_soft_ratio_max'])}{mark(ok['faithfulness'])}; "
             f"{f(s['rd_ratio_max'])} "
             f"| {f(s['paper_ssim_min'])}{mark(ok['paper_ssim'])} |"
         )
